@@ -1,0 +1,189 @@
+"""Jitted step time of optzoo optimizers against their optax twins, as ratios.
+
+Every registry entry with a ``twin`` is timed against it on a 10M-parameter MLP-shaped
+pytree; ``EXTRA_PAIRS`` adds comparisons that need their own setup (other configurations,
+curvature steps that include the HVP). Both sides of a pair run in the same process,
+interleaved step by step (paired), after warm-up; the ratio is the median over >= 30 pairs
+of (optzoo time / twin time). Results go to ``benchmarks/results/step_time.md`` with the
+machine named.
+
+    python benchmarks/step_time.py                # all pairs, 10M params
+    python benchmarks/step_time.py --only lion --params 1e6 --pairs 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import platform
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from optzoo import objectives, registry  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+# A step is a jitted function carry -> carry; the pair times both steps on the same machine.
+Step = Callable[[Any], Any]
+
+
+@dataclasses.dataclass
+class Pair:
+  """One timed comparison.
+
+  Attributes:
+    label: row label, e.g. 'lion vs optax.lion'.
+    build: ``build(n_params) -> (step, carry, twin_step, twin_carry)``; each step is a
+      jitted ``carry -> carry`` (donating its argument is fine).
+    target: the ratio the issue asks for (None: report only).
+    gpu_target: the ratio asked for on a GPU, where that differs.
+  """
+
+  label: str
+  build: Callable[[int], tuple[Step, Any, Step, Any]]
+  target: float | None = None
+  gpu_target: float | None = None
+
+
+def machine_name() -> str:
+  dev = jax.devices()[0]
+  kind = getattr(dev, "device_kind", dev.platform)
+  cpu = platform.processor() or platform.machine()
+  return f"{dev.platform}:{kind} ({os.cpu_count()} host cores, {cpu}, jax {jax.__version__})"
+
+
+def update_only_build(make_opt: Callable[[], optax.GradientTransformation],
+                      make_twin: Callable[[], optax.GradientTransformation],
+                      extra_args: tuple[str, ...] = ()):
+  """A builder timing ``update + apply_updates`` on fixed random gradients.
+
+  The gradients are fixed (no model), so only the optimizer's own cost is measured.
+  ``extra_args``: 'obj_fn' gets a quadratic objective.
+  """
+
+  def build(n_params: int):
+    params = objectives.synthetic_params(n_params, abstract=False)
+    grads = jax.tree.map(lambda p: jnp.sin(p * 37.0) * 1e-2, params)
+
+    def obj_fn(p):
+      return 0.5 * sum(jnp.sum(x * x) for x in jax.tree.leaves(p))
+
+    extras = {"obj_fn": obj_fn} if "obj_fn" in extra_args else {}
+
+    def make_step(tx):
+      def step(carry):
+        p, st = carry
+        u, st = tx.update(grads, st, p, **extras)
+        return optax.apply_updates(p, u), st
+
+      return jax.jit(step, donate_argnums=0)
+
+    a, b = make_opt(), make_twin()
+    pa = jax.tree.map(jnp.copy, params)
+    pb = jax.tree.map(jnp.copy, params)
+    return make_step(a), (pa, a.init(pa)), make_step(b), (pb, b.init(pb))
+
+  return build
+
+
+def registry_pairs() -> list[Pair]:
+  pairs = []
+  for e in registry.ENTRIES:
+    if e.twin is None:
+      continue
+    kw = dict(e.twin_kwargs if e.twin_kwargs is not None else e.toy_kwargs)
+    pairs.append(Pair(
+        label=f"{e.name} vs {e.twin_name}",
+        build=update_only_build(lambda e=e, kw=kw: e.factory(**kw), e.twin, e.extra_args),
+        target=e.step_time_target,
+    ))
+  return pairs
+
+
+# Comparisons that need their own configuration or setup. Append Pair(...) here.
+EXTRA_PAIRS: list[Pair] = []
+
+# Targets named in the issues, keyed by label (registry pairs look theirs up here too).
+TARGETS: dict[str, float] = {}
+
+
+def time_pair(pair: Pair, n_params: int, n_pairs: int = 30, warmup: int = 3) -> dict:
+  step_a, carry_a, step_b, carry_b = pair.build(n_params)
+  for _ in range(warmup):
+    carry_a = jax.block_until_ready(step_a(carry_a))
+    carry_b = jax.block_until_ready(step_b(carry_b))
+  ta, tb = [], []
+  for i in range(n_pairs):
+    # alternate who goes first so drift in machine load hits both sides alike
+    order = ((step_a, "a"), (step_b, "b")) if i % 2 == 0 else ((step_b, "b"), (step_a, "a"))
+    for fn, who in order:
+      t0 = time.perf_counter()
+      if who == "a":
+        carry_a = jax.block_until_ready(fn(carry_a))
+        ta.append(time.perf_counter() - t0)
+      else:
+        carry_b = jax.block_until_ready(fn(carry_b))
+        tb.append(time.perf_counter() - t0)
+  ta_, tb_ = np.array(ta), np.array(tb)
+  return {
+      "label": pair.label,
+      "ms": float(np.median(ta_) * 1e3),
+      "twin_ms": float(np.median(tb_) * 1e3),
+      "ratio": float(np.median(ta_ / tb_)),
+      "target": pair.target if pair.target is not None else TARGETS.get(pair.label),
+  }
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--params", type=float, default=1e7, help="parameters of the pytree (10M)")
+  ap.add_argument("--pairs", type=int, default=30, help="paired timed steps (>= 30)")
+  ap.add_argument("--only", nargs="*", help="substrings of the labels to run")
+  ap.add_argument("--out", default=str(RESULTS / "step_time.md"))
+  args = ap.parse_args(argv)
+  n = int(args.params)
+  pairs = registry_pairs() + EXTRA_PAIRS
+  if args.only:
+    pairs = [p for p in pairs if any(s in p.label for s in args.only)]
+  rows = []
+  for pair in pairs:
+    r = time_pair(pair, n, args.pairs)
+    ok = "" if r["target"] is None else ("yes" if r["ratio"] <= r["target"] else "NO")
+    r["ok"] = ok
+    rows.append(r)
+    print(f"{r['label']:<48} {r['ms']:9.2f} ms  twin {r['twin_ms']:9.2f} ms  "
+          f"ratio {r['ratio']:.3f}  target {r['target']}  {ok}", flush=True)
+  lines = [
+      "# Step time against the optax twin",
+      "",
+      f"Machine: {machine_name()}. Pytree: {n:,} parameters (MLP-shaped, float32), "
+      f"median over {args.pairs} paired jitted steps after warm-up, `block_until_ready`.",
+      "Ratio = median of per-pair (optzoo / twin); < 1 is faster than the twin.",
+      "Generated by `python benchmarks/step_time.py`.",
+      "",
+      "| comparison | optzoo ms | twin ms | ratio | target | met |",
+      "|---|---:|---:|---:|---:|:---:|",
+  ]
+  for r in rows:
+    tgt = "" if r["target"] is None else f"<= {r['target']}"
+    lines.append(f"| {r['label']} | {r['ms']:.2f} | {r['twin_ms']:.2f} | {r['ratio']:.3f} | "
+                 f"{tgt} | {r['ok']} |")
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  out.write_text("\n".join(lines) + "\n")
+  print(f"wrote {out}")
+  return rows
+
+
+if __name__ == "__main__":
+  main()

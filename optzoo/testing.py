@@ -1,0 +1,584 @@
+"""The optax conformance kit: checks that any optimizer behaves like an optax one.
+
+Run it on any ``GradientTransformation`` factory, optzoo's or your own:
+
+>>> import optax
+>>> from optzoo import testing
+>>> report = testing.check_optimizer(optax.adam, {"learning_rate": 1e-2},
+...                                  checks=("jit", "abstract_init"))
+>>> report
+{'jit': 'ok', 'abstract_init': 'ok'}
+
+Each check raises ``AssertionError`` with a message on failure; :func:`check_optimizer`
+runs the chosen checks, returns ``{name: 'ok' | 'skipped: why'}`` and raises
+:class:`ConformanceError` listing every failure. ``tests/conformance_test.py`` runs each
+check over every registry entry. The checks (names in :data:`CHECKS`):
+
+1. ``jit``: init and update under ``jax.jit``; a second update does not retrace.
+2. ``extra_args``: unknown keyword arguments to ``update`` are ignored.
+3. ``inject_hyperparams``: same updates and state (rtol 1e-5) as the plain optimizer.
+4. ``constant_schedule``: a constant schedule gives the trajectory of the equal float.
+5. ``dtypes``: updates keep the params' dtype (bfloat16, float32, float64); state dtypes and
+   shapes never change across steps (``lax.cond`` between old and new state type-checks).
+6. ``multisteps``: under ``optax.MultiSteps(every_k_schedule=4)`` the first update is zero.
+7. ``chain_clip``: inside ``optax.chain(optax.clip_by_global_norm(1.0), opt)`` it equals the
+   optimizer fed clipped gradients.
+8. ``abstract_init``: ``init`` on ``jax.ShapeDtypeStruct`` leaves gives the concrete init's
+   shapes and dtypes.
+9. ``apply_if_finite``: a NaN or Inf gradient leaves params and the inner state unchanged.
+10. ``checkpoint``: state serialized mid-run with ``flax.serialization`` and restored continues
+    exactly as the uninterrupted run.
+11. ``convergence``: reaches each objective's minimizer (``objectives.CONVERGENCE_SUITE``)
+    within tolerance in at most 30,000 steps under ``lax.scan``.
+12. ``sharding``: with params sharded over a device mesh, every state leaf that mirrors a
+    param has its sharding, and results equal the single-device run to 1e-6. Needs at least
+    2 devices (``XLA_FLAGS=--xla_force_host_platform_device_count=8``); skipped otherwise.
+13. ``validation``: a negative learning rate is a ``ValueError`` naming the argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from optzoo import objectives
+
+__all__ = [
+    "CHECKS",
+    "ConformanceError",
+    "Subject",
+    "check_optimizer",
+    "state_bytes",
+    "bytes_per_param",
+    "subject_from_entry",
+]
+
+MAX_CONVERGENCE_STEPS = 30_000
+
+
+# ----------------------------------------------------------------------------- memory
+def state_bytes(state: Any) -> int:
+  """Bytes held by every array leaf of ``state`` (works on concrete or abstract states).
+
+  >>> import jax.numpy as jnp, optax
+  >>> state_bytes(optax.adam(1e-3).init(jnp.zeros(1000)))
+  8004
+  """
+  total = 0
+  for leaf in jax.tree.leaves(state):
+    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+      dtype = leaf.dtype
+      if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        total += int(np.prod(leaf.shape)) * 8
+      else:
+        total += int(np.prod(leaf.shape)) * np.dtype(dtype).itemsize
+    elif isinstance(leaf, (int, float, bool, np.number)):
+      total += 8
+  return total
+
+
+def bytes_per_param(tx: optax.GradientTransformation, params: Any) -> float:
+  """State bytes per parameter of ``tx`` on ``params``, computed abstractly (no allocation)."""
+  abstract = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params)
+  n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract))
+  return state_bytes(jax.eval_shape(tx.init, abstract)) / n
+
+
+# ----------------------------------------------------------------------------- subjects
+@dataclasses.dataclass(frozen=True)
+class Subject:
+  """What the kit checks: a factory and how to call it.
+
+  Attributes:
+    factory: ``factory(**kwargs) -> GradientTransformation``.
+    kwargs: keyword arguments that work on the toy objectives.
+    extra_args: keywords ``update`` needs; ``'obj_fn'`` (params -> loss) and ``'value'``
+      (the loss at params) are supplied by the kit.
+    static_args: hyperparameters passed to ``optax.inject_hyperparams`` as static.
+    lr_arg: the learning-rate argument (None if there is none).
+    objective_kwargs: per-objective overrides of ``kwargs`` for the convergence check.
+    convergence_steps: steps of the convergence check (at most 30,000).
+    convergence_tol: required distance to the minimizer.
+    name: label for messages.
+  """
+
+  factory: Callable[..., optax.GradientTransformation]
+  kwargs: Mapping[str, Any]
+  extra_args: tuple[str, ...] = ()
+  static_args: tuple[str, ...] = ()
+  lr_arg: str | None = "learning_rate"
+  objective_kwargs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+  convergence_steps: int = 10_000
+  convergence_tol: float = 3e-2
+  name: str = "optimizer"
+
+  def make(self, objective: str | None = None, **overrides) -> optax.GradientTransformation:
+    kw = dict(self.kwargs)
+    if objective is not None:
+      kw.update(self.objective_kwargs.get(objective, {}))
+    kw.update(overrides)
+    return self.factory(**kw)
+
+
+def subject_from_entry(entry) -> Subject:
+  """The :class:`Subject` for a registry entry."""
+  return Subject(
+      factory=entry.factory,
+      kwargs=dict(entry.toy_kwargs),
+      extra_args=tuple(entry.extra_args),
+      static_args=tuple(entry.static_args),
+      lr_arg=entry.lr_arg,
+      objective_kwargs=dict(entry.objective_kwargs),
+      convergence_steps=entry.convergence_steps,
+      convergence_tol=entry.convergence_tol,
+      name=entry.name,
+  )
+
+
+# ----------------------------------------------------------------------------- helpers
+def _extras(extra_args: Sequence[str], loss: Callable, params: Any) -> dict[str, Any]:
+  out: dict[str, Any] = {}
+  for name in extra_args:
+    if name == "obj_fn":
+      out["obj_fn"] = loss
+    elif name == "value":
+      out["value"] = loss(params)
+    else:
+      raise ValueError(f"the conformance kit cannot supply extra argument {name!r}")
+  return out
+
+
+def _problem(dtype=jnp.float32):
+  """The standard problem of checks 1-10: parabolas over a mixed pytree, plus a coupling."""
+  obj = objectives.get("mixed_pytree")
+  params = jax.tree.map(lambda x: x.astype(dtype), obj.init())
+
+  def loss(p):
+    base = obj.loss(p)
+    k = p["dense"]["kernel"]
+    return base + 0.1 * jnp.sum(jnp.tanh(k) ** 2) + 0.05 * jnp.sum(p["scale"]) * jnp.sum(k[0])
+
+  return params, loss
+
+
+def _step_fn(tx, loss, extra_args, **more_extras):
+  def step(params, state):
+    grads = jax.grad(loss)(params)
+    updates, state = tx.update(grads, state, params, **_extras(extra_args, loss, params),
+                               **more_extras)
+    return optax.apply_updates(params, updates), state, updates
+
+  return step
+
+
+def _run(tx, params, loss, extra_args, steps, state=None):
+  step = jax.jit(_step_fn(tx, loss, extra_args))
+  if state is None:
+    state = tx.init(params)
+  updates_seq = []
+  for _ in range(steps):
+    params, state, updates = step(params, state)
+    updates_seq.append(updates)
+  return params, state, updates_seq
+
+
+def _assert_trees_close(a, b, rtol, atol, what):
+  la, ta = jax.tree.flatten(a)
+  lb, tb = jax.tree.flatten(b)
+  assert ta == tb, f"{what}: tree structures differ:\n  {ta}\n  {tb}"
+  for i, (x, y) in enumerate(zip(la, lb)):
+    x = np.asarray(x)
+    y = np.asarray(y)
+    assert x.shape == y.shape, f"{what}: leaf {i} shapes {x.shape} vs {y.shape}"
+    if x.dtype.kind in "fc" or str(x.dtype) == "bfloat16":
+      np.testing.assert_allclose(
+          x.astype(np.float64), y.astype(np.float64), rtol=rtol, atol=atol,
+          err_msg=f"{what}: leaf {i} differs")
+    else:
+      np.testing.assert_array_equal(x, y, err_msg=f"{what}: leaf {i} differs")
+
+
+def _assert_trees_equal(a, b, what):
+  _assert_trees_close(a, b, 0.0, 0.0, what)
+
+
+def _signature(tree):
+  return jax.tree.map(lambda x: (tuple(jnp.shape(x)), jnp.result_type(x)), tree)
+
+
+# ----------------------------------------------------------------------------- checks
+def check_jit(s: Subject) -> None:
+  """1. init and update under jit; the second and third updates do not retrace."""
+  params, loss = _problem()
+  tx = s.make()
+  traces = []
+
+  def step(params, state):
+    traces.append(1)
+    return _step_fn(tx, loss, s.extra_args)(params, state)
+
+  step_j = jax.jit(step)
+  state = jax.jit(tx.init)(params)
+  for _ in range(3):
+    params, state, _ = step_j(params, state)
+  assert len(traces) == 1, f"update was traced {len(traces)} times over 3 calls (expected 1)"
+  for leaf in jax.tree.leaves(params):
+    assert bool(jnp.all(jnp.isfinite(leaf))), "non-finite params after 3 jitted steps"
+
+
+def check_extra_args(s: Subject) -> None:
+  """2. unknown keyword arguments to update are ignored and change nothing."""
+  params, loss = _problem()
+  tx = s.make()
+  state = tx.init(params)
+  grads = jax.grad(loss)(params)
+  extras = _extras(s.extra_args, loss, params)
+  u1, s1 = tx.update(grads, state, params, **extras)
+  u2, s2 = tx.update(grads, state, params, **extras, optzoo_unknown_kwarg=3.0, another=None)
+  _assert_trees_equal(u1, u2, "updates with unknown extra kwargs")
+  _assert_trees_equal(s1, s2, "state with unknown extra kwargs")
+
+
+def check_inject_hyperparams(s: Subject) -> None:
+  """3. optax.inject_hyperparams gives the same updates and state (rtol 1e-5)."""
+  params, loss = _problem()
+  plain = s.make()
+  injected = optax.inject_hyperparams(s.factory, static_args=s.static_args)(**s.kwargs)
+  p1, st1, u1 = _run(plain, params, loss, s.extra_args, 5)
+  p2, st2, u2 = _run(injected, params, loss, s.extra_args, 5)
+  _assert_trees_close(u1, u2, 1e-5, 1e-7, "updates under inject_hyperparams")
+  _assert_trees_close(st1, st2.inner_state, 1e-5, 1e-7, "state under inject_hyperparams")
+  _assert_trees_close(p1, p2, 1e-5, 1e-7, "params under inject_hyperparams")
+
+
+def check_constant_schedule(s: Subject) -> None:
+  """4. a constant learning-rate schedule gives the trajectory of the equal float."""
+  if s.lr_arg is None:
+    raise _Skip("the optimizer takes no learning rate")
+  params, loss = _problem()
+  lr = s.kwargs.get(s.lr_arg, 1e-2)
+  if callable(lr):
+    lr = 1e-2
+  p1, st1, _ = _run(s.make(**{s.lr_arg: float(lr)}), params, loss, s.extra_args, 5)
+  p2, st2, _ = _run(s.make(**{s.lr_arg: optax.constant_schedule(float(lr))}), params, loss,
+                    s.extra_args, 5)
+  _assert_trees_close(p1, p2, 1e-6, 1e-8, "params: constant schedule vs float")
+
+
+def check_dtypes(s: Subject) -> None:
+  """5. updates keep the params' dtype; state dtypes/shapes never change across steps."""
+  for dtype in (jnp.bfloat16, jnp.float32, jnp.float64):
+    with jax.enable_x64(dtype == jnp.float64):
+      params, loss = _problem(dtype)
+      tx = s.make()
+      state0 = tx.init(params)
+      sig0 = _signature(state0)
+      step = jax.jit(_step_fn(tx, loss, s.extra_args))
+      state = state0
+      for i in range(3):
+        params, state, updates = step(params, state)
+        for u in jax.tree.leaves(updates):
+          assert u.dtype == dtype, f"{jnp.dtype(dtype).name} params gave {u.dtype} updates"
+        for p in jax.tree.leaves(params):
+          assert p.dtype == dtype, f"{jnp.dtype(dtype).name} params became {p.dtype}"
+        sig = _signature(state)
+        assert sig == sig0, (
+            f"state shapes/dtypes changed at step {i + 1} ({jnp.dtype(dtype).name}):\n"
+            f"  init: {sig0}\n  now:  {sig}")
+      # old and new states must be interchangeable inside lax.cond
+      jax.jit(lambda pred, a, b: jax.lax.cond(pred, lambda: a, lambda: b))(True, state0, state)
+
+
+def check_multisteps(s: Subject) -> None:
+  """6. under optax.MultiSteps(every_k_schedule=4) the first update is exactly zero."""
+  params, loss = _problem()
+  tx = optax.MultiSteps(s.make(), every_k_schedule=4)
+  p, state, updates = _run(tx, params, loss, s.extra_args, 5)
+  for u in jax.tree.leaves(updates[0]):
+    assert bool(jnp.all(u == 0)), "first MultiSteps update is not zero"
+  moved = any(bool(jnp.any(u != 0)) for u in jax.tree.leaves(updates[3]))
+  assert moved, "the 4th MultiSteps update (the real step) is zero everywhere"
+
+
+def check_chain_clip(s: Subject) -> None:
+  """7. inside chain(clip_by_global_norm(1.0), opt) it equals opt fed clipped gradients."""
+  params, loss = _problem()
+  clip = optax.clip_by_global_norm(1.0)
+  chained = optax.chain(clip, s.make())
+  alone = s.make()
+  st_c = chained.init(params)
+  st_a = alone.init(params)
+  for _ in range(3):
+    grads = jax.tree.map(lambda g: 10.0 * g, jax.grad(loss)(params))
+    extras = _extras(s.extra_args, loss, params)
+    u_c, st_c = chained.update(grads, st_c, params, **extras)
+    clipped, _ = clip.update(grads, clip.init(params))
+    u_a, st_a = alone.update(clipped, st_a, params, **extras)
+    _assert_trees_close(u_c, u_a, 1e-6, 1e-8, "chain(clip, opt) vs opt(clipped grads)")
+    params = optax.apply_updates(params, u_c)
+
+
+def check_abstract_init(s: Subject) -> None:
+  """8. init from jax.ShapeDtypeStruct leaves works and matches the concrete init."""
+  params, _ = _problem()
+  abstract = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params)
+  tx = s.make()
+  concrete_sig = _signature(tx.init(params))
+  via_eval_shape = jax.eval_shape(tx.init, abstract)
+  sig = jax.tree.map(lambda x: (tuple(x.shape), x.dtype), via_eval_shape)
+  assert sig == concrete_sig, f"eval_shape(init) differs:\n {sig}\n {concrete_sig}"
+  direct = tx.init(abstract)
+  assert _signature(direct) == concrete_sig, "init(ShapeDtypeStruct) differs from init(params)"
+
+
+def check_apply_if_finite(s: Subject) -> None:
+  """9. under apply_if_finite, NaN/Inf gradients leave params and inner state unchanged."""
+  params, loss = _problem()
+  tx = optax.apply_if_finite(s.make(), max_consecutive_errors=5)
+  state = tx.init(params)
+  step = jax.jit(_step_fn(tx, loss, s.extra_args))
+  for _ in range(2):
+    params, state, _ = step(params, state)
+  for bad in (jnp.nan, jnp.inf):
+    def bad_loss(p, bad=bad):
+      return loss(p) * bad
+
+    def bad_step(params, state, bad_loss=bad_loss):
+      grads = jax.tree.map(lambda g: g * bad, jax.grad(loss)(params))
+      updates, state = tx.update(grads, state, params,
+                                 **_extras(s.extra_args, bad_loss, params))
+      return optax.apply_updates(params, updates), state
+
+    new_params, new_state = jax.jit(bad_step)(params, state)
+    _assert_trees_equal(new_params, params, f"params after a {bad} gradient")
+    _assert_trees_equal(new_state.inner_state, state.inner_state,
+                        f"inner state after a {bad} gradient")
+    assert int(new_state.notfinite_count) >= 1
+  params, state, _ = step(params, state)
+  for leaf in jax.tree.leaves(params):
+    assert bool(jnp.all(jnp.isfinite(leaf))), "non-finite params after recovery"
+
+
+def check_checkpoint(s: Subject) -> None:
+  """10. serialize mid-run (flax.serialization), restore, continue: identical trajectory."""
+  from flax import serialization  # noqa: PLC0415
+
+  params, loss = _problem()
+  tx = s.make()
+  p_full, st_full, _ = _run(tx, params, loss, s.extra_args, 6)
+  p_half, st_half, _ = _run(tx, params, loss, s.extra_args, 3)
+  blob = serialization.to_bytes(st_half)
+  template = tx.init(params)
+  restored = serialization.from_bytes(template, blob)
+  restored = jax.tree.map(jnp.asarray, restored)
+  assert _signature(restored) == _signature(st_half), "restored state has other dtypes/shapes"
+  p_res, st_res, _ = _run(tx, p_half, loss, s.extra_args, 3, state=restored)
+  _assert_trees_equal(p_res, p_full, "params after checkpoint round-trip")
+  _assert_trees_equal(st_res, st_full, "state after checkpoint round-trip")
+
+
+def check_convergence(s: Subject) -> None:
+  """11. reaches every convergence-suite minimizer within tolerance under lax.scan."""
+  steps = s.convergence_steps
+  assert steps <= MAX_CONVERGENCE_STEPS, f"convergence_steps={steps} > {MAX_CONVERGENCE_STEPS}"
+  failures = []
+  for name in objectives.CONVERGENCE_SUITE:
+    obj = objectives.get(name)
+    tx = s.make(name)
+    step = _step_fn(tx, obj.loss, s.extra_args)
+
+    @jax.jit
+    def run(params, step=step, tx=tx):
+      def body(carry, _):
+        p, st = carry
+        p, st, _ = step(p, st)
+        return (p, st), None
+
+      (p, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
+      return p
+
+    final = run(obj.init())
+    dist = float(obj.distance(final))
+    if not dist <= s.convergence_tol:
+      failures.append(f"{name}: distance {dist:.3g} > {s.convergence_tol} after {steps} steps")
+  assert not failures, "; ".join(failures)
+
+
+def _sharded_problem():
+  """Params with distinct shapes, each sharded differently over a 1-D mesh axis 'x'."""
+  rng = np.random.default_rng(0)
+  params = {
+      "kernel": jnp.asarray(rng.normal(size=(16, 24)) * 0.3, jnp.float32),
+      "bias": jnp.asarray(rng.normal(size=(24,)) * 0.3, jnp.float32),
+      "embed": jnp.asarray(rng.normal(size=(32, 8)) * 0.3, jnp.float32),
+  }
+  specs = {"kernel": ("x", None), "bias": ("x",), "embed": (None, "x")}
+
+  def loss(p):
+    h = jnp.tanh(p["embed"][:16] @ p["embed"][16:].T)  # (16, 16)
+    out = h @ p["kernel"] + p["bias"]
+    return 0.5 * jnp.mean(out**2) + 0.5 * jnp.sum((p["kernel"] - 0.1) ** 2)
+
+  return params, specs, loss
+
+
+def check_sharding(s: Subject) -> None:
+  """12. sharded params: mirroring state leaves keep their sharding; results match 1 device."""
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec  # noqa: PLC0415
+
+  n = jax.device_count()
+  if n < 2:
+    raise _Skip("needs >= 2 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)")
+  n = 8 if n >= 8 else (4 if n >= 4 else 2)
+  mesh = Mesh(np.array(jax.devices()[:n]), ("x",))
+  params, specs, loss = _sharded_problem()
+  shardings = {k: NamedSharding(mesh, PartitionSpec(*v)) for k, v in specs.items()}
+  sharded = {k: jax.device_put(v, shardings[k]) for k, v in params.items()}
+  tx = s.make()
+  by_shape = {tuple(v.shape): k for k, v in params.items()}
+
+  def check_mirrors(state, when):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+      name = by_shape.get(tuple(getattr(leaf, "shape", ())))
+      if name is None or not hasattr(leaf, "sharding"):
+        continue
+      want = shardings[name]
+      assert leaf.sharding.is_equivalent_to(want, leaf.ndim), (
+          f"state leaf {jax.tree_util.keystr(path)} {when} mirrors param {name!r} but is "
+          f"sharded {leaf.sharding}, not {want}")
+
+  state = tx.init(sharded)
+  check_mirrors(state, "after init")
+  p_sh, st_sh, _ = _run(tx, sharded, loss, s.extra_args, 3, state=state)
+  check_mirrors(st_sh, "after 3 jitted updates")
+  single = jax.devices()[0]
+  p_one = jax.device_put(params, single)
+  p_ref, _, _ = _run(tx, p_one, loss, s.extra_args, 3)
+  _assert_trees_close(jax.device_get(p_sh), jax.device_get(p_ref), 1e-6, 1e-6,
+                      "sharded vs single-device params")
+
+
+def check_validation(s: Subject) -> None:
+  """13. a negative learning rate is a ValueError naming the argument."""
+  if s.lr_arg is None:
+    raise _Skip("the optimizer takes no learning rate")
+  try:
+    s.make(**{s.lr_arg: -1.0})
+  except ValueError as e:
+    assert s.lr_arg in str(e), f"ValueError does not name {s.lr_arg!r}: {e}"
+  else:
+    raise AssertionError(f"{s.lr_arg}=-1.0 was accepted")
+
+
+class _Skip(Exception):
+  pass
+
+
+CHECKS: Mapping[str, Callable[[Subject], None]] = {
+    "jit": check_jit,
+    "extra_args": check_extra_args,
+    "inject_hyperparams": check_inject_hyperparams,
+    "constant_schedule": check_constant_schedule,
+    "dtypes": check_dtypes,
+    "multisteps": check_multisteps,
+    "chain_clip": check_chain_clip,
+    "abstract_init": check_abstract_init,
+    "apply_if_finite": check_apply_if_finite,
+    "checkpoint": check_checkpoint,
+    "convergence": check_convergence,
+    "sharding": check_sharding,
+    "validation": check_validation,
+}
+
+
+class ConformanceError(AssertionError):
+  """Raised by :func:`check_optimizer` with every failed check and its message."""
+
+
+def run_check(name: str, subject: Subject) -> str:
+  """Runs one check; returns 'ok' or 'skipped: ...'; raises AssertionError on failure."""
+  try:
+    CHECKS[name](subject)
+  except _Skip as e:
+    return f"skipped: {e}"
+  return "ok"
+
+
+def check_optimizer(
+    factory: Callable[..., optax.GradientTransformation],
+    kwargs: Mapping[str, Any],
+    *,
+    extra_args: Sequence[str] = (),
+    static_args: Sequence[str] = (),
+    lr_arg: str | None = "learning_rate",
+    objective_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    convergence_steps: int = 10_000,
+    convergence_tol: float = 3e-2,
+    checks: Sequence[str] | None = None,
+) -> dict[str, str]:
+  """Runs the conformance checks on ``factory(**kwargs)``.
+
+  Args:
+    factory: builds the optimizer, e.g. ``optax.adam`` or ``optzoo.lion``.
+    kwargs: arguments that work on the toy objectives.
+    extra_args: keywords ``update`` needs ('obj_fn' and/or 'value'); the kit supplies them.
+    static_args: hyperparameters ``optax.inject_hyperparams`` must treat as static.
+    lr_arg: the learning-rate argument, or None.
+    objective_kwargs: per-objective kwarg overrides for the convergence check.
+    convergence_steps: steps for the convergence check (<= 30,000).
+    convergence_tol: required distance to each minimizer.
+    checks: names from :data:`CHECKS` (default: all).
+
+  Returns:
+    ``{check: 'ok' | 'skipped: reason'}``.
+
+  Raises:
+    ConformanceError: listing every check that failed and why.
+  """
+  subject = Subject(
+      factory=factory, kwargs=dict(kwargs), extra_args=tuple(extra_args),
+      static_args=tuple(static_args), lr_arg=lr_arg, objective_kwargs=dict(objective_kwargs or {}),
+      convergence_steps=convergence_steps, convergence_tol=convergence_tol,
+      name=getattr(factory, "__name__", "optimizer"))
+  report: dict[str, str] = {}
+  failures: dict[str, str] = {}
+  for name in checks or tuple(CHECKS):
+    try:
+      report[name] = run_check(name, subject)
+    except AssertionError as e:
+      failures[name] = str(e)
+  if failures:
+    lines = "\n".join(f"  {k}: {v}" for k, v in failures.items())
+    raise ConformanceError(f"{len(failures)} conformance check(s) failed:\n{lines}")
+  return report
+
+
+def sharding_subprocess_main(names: Sequence[str] | None = None) -> dict[str, str]:
+  """Runs the sharding check for registry entries in this process (which must have >= 2
+  devices) and returns ``{name: 'ok' | 'skipped: ...' | 'FAILED: ...'}``.
+
+  ``tests/conformance_test.py`` calls it in a subprocess started with
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=8``.
+  """
+  from optzoo import registry  # noqa: PLC0415
+
+  out = {}
+  for name in names or registry.names():
+    try:
+      out[name] = run_check("sharding", subject_from_entry(registry.get(name)))
+    except Exception as e:  # noqa: BLE001 - reported back to the parent test
+      out[name] = f"FAILED: {type(e).__name__}: {e}"
+  return out
+
+
+if __name__ == "__main__" and os.environ.get("OPTZOO_SHARDING_CHILD"):
+  import json
+  import sys
+
+  print("OPTZOO-RESULT " + json.dumps(sharding_subprocess_main(sys.argv[1:] or None)))

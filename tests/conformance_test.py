@@ -1,0 +1,52 @@
+"""Every registry entry passes every check of the conformance kit (optzoo.testing)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from optzoo import registry, testing
+
+IN_PROCESS = [c for c in testing.CHECKS if c != "sharding"]
+
+
+@pytest.mark.parametrize("check", IN_PROCESS)
+@pytest.mark.parametrize("name", registry.names())
+def test_conformance(name, check):
+  result = testing.run_check(check, testing.subject_from_entry(registry.get(name)))
+  assert result == "ok" or (result.startswith("skipped") and check in ("constant_schedule", "validation")
+                            and registry.get(name).lr_arg is None), result
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_sharding_on_8_simulated_devices(name):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             OPTZOO_SHARDING_CHILD="1", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-W", "ignore", "-m", "optzoo.testing", name],
+                        capture_output=True, text=True, env=env, timeout=600)
+  lines = [l for l in proc.stdout.splitlines() if l.startswith("OPTZOO-RESULT ")]
+  assert lines, f"child failed (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr[-3000:]}"
+  result = json.loads(lines[-1].removeprefix("OPTZOO-RESULT "))[name]
+  assert result == "ok", result
+
+
+def test_kit_catches_a_broken_optimizer():
+  """The kit must fail an optimizer that changes its state dtype and ignores clipping."""
+  import jax.numpy as jnp
+  import optax
+
+  def broken(learning_rate):
+    def init(params):
+      return optax.tree.zeros_like(params)
+
+    def update(updates, state, params=None):
+      new_state = optax.tree.cast(updates, jnp.float16)  # dtype drift
+      return optax.tree.scale(-learning_rate, updates), new_state
+
+    return optax.GradientTransformation(init, update)
+
+  with pytest.raises(testing.ConformanceError) as err:
+    testing.check_optimizer(broken, {"learning_rate": 0.1}, checks=("dtypes", "validation"))
+  assert "dtypes" in str(err.value) and "validation" in str(err.value)
