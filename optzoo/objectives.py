@@ -296,10 +296,8 @@ def synthetic_params(
   left = n_params
   i = 0
   while left > 0:
-    rows = max(1, min(width, left // (width + 1)))
-    if left >= width * (width + 1):
-      rows = width
-    if rows * (width + 1) > left:  # the tail: a vector leaf takes what is left
+    rows = min(width, left // width - 1)  # kernel (rows, width) + bias (width,) must fit
+    if rows < 1:  # the tail: a vector leaf takes what is left
       shapes[f"tail_{i}"] = (left,)
       break
     shapes[f"layer_{i}/kernel"] = (rows, width)

@@ -134,3 +134,26 @@ BASELINES: Mapping[str, Callable[[float], optax.GradientTransformation]] = {
 }
 #: learning rates of the baselines on the toy suite (lion's is smaller, as its paper advises).
 BASELINE_LR: Mapping[str, float] = {"optax.adam": 1e-2, "optax.amsgrad": 1e-2, "optax.lion": 1e-3}
+
+
+def bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
+  """Optimizer-state bytes per parameter of ``entry`` (toy kwargs) on an MLP-shaped float32
+  pytree of about ``n_params`` parameters, computed abstractly (nothing is allocated)."""
+  from optzoo import objectives, testing  # noqa: PLC0415 - keep the registry import light
+
+  return testing.bytes_per_param(entry.make(), objectives.synthetic_params(n_params))
+
+
+def markdown_table() -> str:
+  """The README's table of optimizers, generated from ``ENTRIES`` (see scripts/readme.py)."""
+  lines = [
+      "| optimizer | paper | family | extra `update` args | state bytes/param | notes |",
+      "|---|---|---|---|---:|---|",
+  ]
+  for e in ENTRIES:
+    extra = ", ".join(f"`{a}`" for a in e.extra_args) or "-"
+    lines.append(
+        f"| `optzoo.{e.name}` | {e.title} ({e.paper}) | {e.family} | {extra} | "
+        f"{bytes_per_param(e):.2f} | {e.notes} |"
+    )
+  return "\n".join(lines)

@@ -1,0 +1,199 @@
+"""The main job: the zoo leaderboard on the embedded toy suite.
+
+Runs every registry optimizer (with its registry toy kwargs) and the optax baselines
+(adam, amsgrad, lion) on every objective of ``optzoo.objectives.TOY_SUITE`` for a fixed
+number of jitted steps under ``lax.scan``; prints a table and writes
+``benchmarks/results/leaderboard.md`` and ``benchmarks/results/leaderboard.png``.
+
+    python benchmarks/run.py           # default, a few minutes on 2 CPU cores
+    python benchmarks/run.py --quick   # 3 objectives, fewer steps, about a minute
+
+Columns: final loss (minus the known minimum where there is one), steps until the
+suboptimality first drops below the objective's tolerance, microseconds per step (the
+compiled scan's wall time / steps) and that as a ratio to optax.adam on the same objective
+in the same run, and optimizer-state bytes per parameter (``optzoo.state_bytes`` on a
+1M-parameter MLP-shaped pytree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from optzoo import objectives, registry, testing  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# Suboptimality (loss minus the known minimum) that counts as "solved"; for the MLP, whose
+# minimum is unknown, the cross-entropy itself.
+TOLERANCE = {"mlp": 0.05}
+DEFAULT_TOL = 1e-4
+QUICK_SUITE = ("rosenbrock", "ill_conditioned", "mlp")
+
+
+def machine_name() -> str:
+  import os
+  import platform
+
+  dev = jax.devices()[0]
+  return (f"{dev.platform}:{getattr(dev, 'device_kind', dev.platform)} "
+          f"({os.cpu_count()} host cores, {platform.machine()}, jax {jax.__version__})")
+
+
+def contestants():
+  """(name, family, make(objective) -> tx, extra_args) for the zoo and the baselines."""
+  out = []
+  for e in registry.ENTRIES:
+    out.append((e.name, e.family, lambda obj, e=e: e.make(obj), e.extra_args))
+  for name, factory in registry.BASELINES.items():
+    lr = registry.BASELINE_LR[name]
+    out.append((name, "optax baseline", lambda obj, f=factory, lr=lr: f(lr), ()))
+  return out
+
+
+def run_one(make, extra_args, obj: objectives.Objective, steps: int):
+  tx = make(obj.name)
+  extras = {"obj_fn": obj.loss} if "obj_fn" in extra_args else {}
+
+  def body(carry, _):
+    p, st = carry
+    loss, g = jax.value_and_grad(obj.loss)(p)
+    u, st = tx.update(g, st, p, **extras)
+    return (optax.apply_updates(p, u), st), loss
+
+  def run(p):
+    (p, _), losses = jax.lax.scan(body, (p, tx.init(p)), None, length=steps)
+    return p, jnp.concatenate([losses, obj.loss(p)[None]])
+
+  params = obj.init()
+  compiled = jax.jit(run).lower(params).compile()
+  t0 = time.perf_counter()
+  final, losses = jax.block_until_ready(compiled(params))
+  elapsed = time.perf_counter() - t0
+  return np.asarray(losses, np.float64), elapsed / steps * 1e6
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description="optzoo leaderboard on the toy suite")
+  ap.add_argument("--quick", action="store_true", help="3 objectives, 600 steps")
+  ap.add_argument("--steps", type=int, default=None, help="steps per run (default 3000)")
+  ap.add_argument("--only", nargs="*", help="optimizer names to run (default all)")
+  ap.add_argument("--out", default=str(RESULTS))
+  args = ap.parse_args(argv)
+  steps = args.steps or (600 if args.quick else 3000)
+  suite = QUICK_SUITE if args.quick else objectives.TOY_SUITE
+  runners = [c for c in contestants() if not args.only or c[0] in args.only]
+  out_dir = pathlib.Path(args.out)
+  out_dir.mkdir(parents=True, exist_ok=True)
+
+  try:
+    from tqdm import tqdm
+  except ImportError:  # tqdm is in the [dev] extra; run without a bar otherwise
+    def tqdm(it, **_):
+      return it
+
+  ref_params = objectives.synthetic_params(1_000_000)
+  bpp = {}
+  for name, _, make, _ in runners:
+    bpp[name] = testing.bytes_per_param(make(None), ref_params)
+
+  results = {}  # (objective, optimizer) -> dict
+  jobs = [(o, r) for o in suite for r in runners]
+  for obj_name, (name, family, make, extra) in tqdm(jobs, desc="leaderboard", unit="run"):
+    obj = objectives.get(obj_name)
+    losses, us = run_one(make, extra, obj, steps)
+    sub = losses - (obj.min_loss or 0.0)
+    tol = TOLERANCE.get(obj_name, DEFAULT_TOL)
+    hit = np.nonzero(sub <= tol)[0]
+    results[obj_name, name] = {
+        "final": float(sub[-1]),
+        "steps_to_tol": int(hit[0]) if hit.size else None,
+        "us": us,
+        "curve": sub,
+        "family": family,
+    }
+
+  lines = [
+      "# optzoo leaderboard",
+      "",
+      f"Machine: {machine_name()}. {steps} jitted steps per run under `lax.scan`, registry toy "
+      "kwargs for optzoo, fixed learning rates for the optax baselines "
+      f"({', '.join(f'{k} {v}' for k, v in registry.BASELINE_LR.items())}).",
+      "Generated by `python benchmarks/run.py" + (" --quick" if args.quick else "") + "`.",
+      "",
+      "## Summary",
+      "",
+      "| optimizer | family | state bytes/param | solved | median rank | median step time / adam |",
+      "|---|---|---:|---:|---:|---:|",
+  ]
+  names = [r[0] for r in runners]
+  ranks = {n: [] for n in names}
+  ratios = {n: [] for n in names}
+  for o in suite:
+    finals = sorted(names, key=lambda n: (np.nan_to_num(results[o, n]["final"], nan=np.inf)))
+    for i, n in enumerate(finals):
+      ranks[n].append(i + 1)
+    if (o, "optax.adam") in results:
+      for n in names:
+        ratios[n].append(results[o, n]["us"] / results[o, "optax.adam"]["us"])
+  for n in names:
+    fam = results[suite[0], n]["family"]
+    solved = sum(results[o, n]["steps_to_tol"] is not None for o in suite)
+    ratio = f"{np.median(ratios[n]):.2f}" if ratios[n] else "-"
+    lines.append(f"| {n} | {fam} | {bpp[n]:.2f} | {solved}/{len(suite)} | "
+                 f"{np.median(ranks[n]):.1f} | {ratio} |")
+  print("\n".join(lines[6:]))
+  for o in suite:
+    obj = objectives.get(o)
+    tol = TOLERANCE.get(o, DEFAULT_TOL)
+    what = "loss" if obj.min_loss is None else "loss - min"
+    lines += ["", f"## {o}: {obj.description}", "",
+              f"Solved = {what} <= {tol:g}.", "",
+              f"| optimizer | final {what} | steps to solve | us/step | step time / adam |",
+              "|---|---:|---:|---:|---:|"]
+    adam_us = results.get((o, "optax.adam"), {}).get("us")
+    for n in sorted(names, key=lambda n: np.nan_to_num(results[o, n]["final"], nan=np.inf)):
+      r = results[o, n]
+      stt = "-" if r["steps_to_tol"] is None else str(r["steps_to_tol"])
+      ratio = f"{r['us'] / adam_us:.2f}" if adam_us else "-"
+      lines.append(f"| {n} | {r['final']:.3g} | {stt} | {r['us']:.1f} | {ratio} |")
+  (out_dir / "leaderboard.md").write_text("\n".join(lines) + "\n")
+
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  cols = 4 if len(suite) > 3 else len(suite)
+  rows = -(-len(suite) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+  for ax, o in zip(axes.flat, suite):
+    for n in names:
+      c = results[o, n]["curve"]
+      style = "--" if n.startswith("optax.") else "-"
+      ax.plot(np.maximum(c, 1e-12), style, label=n, lw=1.2)
+    ax.set_yscale("log")
+    ax.set_title(o)
+    ax.set_xlabel("step")
+  for ax in list(axes.flat)[len(suite):]:
+    ax.axis("off")
+  axes.flat[0].set_ylabel("loss - min (log)")
+  handles, labels = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
+  fig.suptitle(f"optzoo leaderboard ({machine_name()})", fontsize=9)
+  fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+  fig.savefig(out_dir / "leaderboard.png", dpi=110)
+  print(f"wrote {out_dir / 'leaderboard.md'} and {out_dir / 'leaderboard.png'}")
+  return results
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,77 @@
+"""Regenerates the generated parts of README.md from the registry and benchmarks/results.
+
+    python scripts/readme.py          # rewrite README.md in place
+    python scripts/readme.py --check  # exit 1 if README.md's registry table is stale
+
+The registry table sits between `<!-- registry-table:start -->` and `<!-- registry-table:end -->`;
+measured results are copied from benchmarks/results/*.md between `<!-- results:start -->` and
+`<!-- results:end -->` (never typed by hand).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+README = ROOT / "README.md"
+
+
+def _replace(text: str, tag: str, body: str) -> str:
+  pat = re.compile(rf"(<!-- {tag}:start -->\n).*?(<!-- {tag}:end -->)", re.S)
+  if not pat.search(text):
+    raise SystemExit(f"README.md has no {tag} markers")
+  return pat.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
+
+
+def registry_table() -> str:
+  from optzoo import registry
+
+  return registry.markdown_table()
+
+
+def results_section() -> str:
+  res = ROOT / "benchmarks" / "results"
+  parts = []
+  for name, title in [("leaderboard.md", "Leaderboard summary (`benchmarks/run.py`)"),
+                      ("step_time.md", "Step time against optax (`benchmarks/step_time.py`)"),
+                      ("memory.md", "Optimizer-state memory (`benchmarks/memory.py`)")]:
+    f = res / name
+    if not f.exists():
+      continue
+    lines = f.read_text().splitlines()
+    # the header paragraph (machine) and the first table of the file
+    head = [l for l in lines[1:] if l.startswith("Machine") or l.startswith("Generated")]
+    table, started = [], False
+    for l in lines:
+      if l.startswith("|"):
+        table.append(l)
+        started = True
+      elif started:
+        break
+    parts.append(f"### {title}\n\n" + "\n".join(head) + "\n\n" + "\n".join(table)
+                 + f"\n\nFull results: [`benchmarks/results/{name}`](benchmarks/results/{name}).\n")
+  return "\n".join(parts) if parts else "Run the benchmarks to fill this section.\n"
+
+
+def render(text: str) -> str:
+  text = _replace(text, "registry-table", registry_table())
+  return _replace(text, "results", results_section())
+
+
+def table_is_current(text: str) -> bool:
+  m = re.search(r"<!-- registry-table:start -->\n(.*?)<!-- registry-table:end -->", text, re.S)
+  return bool(m) and m.group(1).strip() == registry_table().strip()
+
+
+if __name__ == "__main__":
+  text = README.read_text()
+  if "--check" in sys.argv:
+    ok = table_is_current(text)
+    print("README table is current" if ok else "README table is stale: run python scripts/readme.py")
+    sys.exit(0 if ok else 1)
+  README.write_text(render(text))
+  print("README.md regenerated")

@@ -1,0 +1,57 @@
+"""The conformance kit itself: it passes optax's own optimizers and catches broken ones."""
+
+import jax.numpy as jnp
+import optax
+import pytest
+
+from optzoo import testing
+
+
+def test_state_bytes_counts_every_leaf():
+  params = {"a": jnp.zeros((10, 10)), "b": jnp.zeros(5, jnp.bfloat16)}
+  st = optax.adam(1e-3).init(params)
+  # mu and nu in the params' dtypes + the int32 count
+  assert testing.state_bytes(st) == 2 * (100 * 4 + 5 * 2) + 4
+  assert testing.bytes_per_param(optax.sgd(1e-3), params) == 0.0
+
+
+def test_optax_adam_passes_the_kit_except_validation():
+  report = testing.check_optimizer(
+      optax.adam, {"learning_rate": 1e-2},
+      checks=[c for c in testing.CHECKS if c not in ("validation", "convergence")])
+  assert report["jit"] == "ok"
+  assert report["sharding"].startswith("skipped") or report["sharding"] == "ok"
+  with pytest.raises(testing.ConformanceError, match="validation"):
+    testing.check_optimizer(optax.adam, {"learning_rate": 1e-2}, checks=["validation"])
+
+
+def test_kit_catches_state_that_ignores_nan_protection():
+  """An optimizer whose update leaks a NaN into params fails apply_if_finite? No: the wrapper
+  protects it. But one that mutates state on every call with different shapes fails dtypes."""
+
+  def shape_drift(learning_rate):
+    def init(params):
+      return {"count": jnp.zeros([], jnp.int32)}
+
+    def update(updates, state, params=None):
+      return optax.tree.scale(-learning_rate, updates), {"count": state["count"] + 1.0}
+
+    return optax.GradientTransformation(init, update)
+
+  with pytest.raises(testing.ConformanceError, match="dtypes"):
+    testing.check_optimizer(shape_drift, {"learning_rate": 0.1}, checks=["dtypes"])
+
+
+def test_kit_catches_an_optimizer_that_does_not_converge():
+  with pytest.raises(testing.ConformanceError, match="convergence"):
+    testing.check_optimizer(optax.sgd, {"learning_rate": 1e-6}, checks=["convergence"],
+                            convergence_steps=100)
+
+
+def test_kit_catches_ignored_schedules():
+  def fixed_lr(learning_rate):
+    lr = 0.01 if callable(learning_rate) else learning_rate  # silently drops schedules
+    return optax.sgd(lr)
+
+  with pytest.raises(testing.ConformanceError, match="constant_schedule"):
+    testing.check_optimizer(fixed_lr, {"learning_rate": 0.1}, checks=["constant_schedule"])
