@@ -6,15 +6,39 @@
 See ``optzoo.registry`` for the catalogue and ``optzoo.testing`` for the conformance kit.
 """
 
+from optzoo.adahessian import ScaleByAdaHessianState, adahessian, scale_by_adahessian
+from optzoo.lanton import (
+    NoiseAdaptiveLayerwiseState,
+    ScaleByLantonState,
+    lanton,
+    noise_adaptive_layerwise,
+    scale_by_lanton,
+)
 from optzoo.lion import ScaleByLionState, lion, scale_by_lion
+from optzoo.metaoptimize import MetaOptimizeState, metaoptimize, metaoptimize_learning_rates
+from optzoo.microadam import ScaleByMicroAdamState, microadam, scale_by_microadam
 from optzoo.testing import bytes_per_param, state_bytes
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "NoiseAdaptiveLayerwiseState",
+    "ScaleByLantonState",
+    "lanton",
+    "noise_adaptive_layerwise",
+    "scale_by_lanton",
+    "ScaleByAdaHessianState",
+    "adahessian",
+    "scale_by_adahessian",
+    "MetaOptimizeState",
+    "metaoptimize",
+    "metaoptimize_learning_rates",
     "ScaleByLionState",
+    "ScaleByMicroAdamState",
     "bytes_per_param",
     "lion",
+    "microadam",
     "scale_by_lion",
+    "scale_by_microadam",
     "state_bytes",
 ]

@@ -19,7 +19,10 @@ from typing import Any, Callable, Mapping
 import optax
 
 # Import functions, not modules: optzoo.<name> is the function (it shadows the module).
+from optzoo.adahessian import adahessian, scale_by_adahessian
+from optzoo.lanton import lanton, noise_adaptive_layerwise, scale_by_lanton
 from optzoo.lion import lion, scale_by_lion
+from optzoo.metaoptimize import metaoptimize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +110,86 @@ ENTRIES: tuple[Entry, ...] = (
         step_time_target=1.02,
         convergence_steps=20_000,
         notes="sign of interpolated momentum; 1 buffer",
+    ),
+    Entry(
+        name="adahessian",
+        factory=adahessian,
+        core=scale_by_adahessian,
+        family="curvature",
+        paper="arXiv 2006.00719",
+        title="ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning",
+        toy_kwargs={"learning_rate": 0.15},
+        objective_kwargs={
+            # |H z| carries the large cross-curvature of the valley, so steps along it are
+            # small at the paper's lr; a Newton-like lr (k = 1) walks the valley.
+            "rosenbrock": {"learning_rate": 2.0},
+        },
+        extra_args=("obj_fn",),
+        # update_every is static: it picks between no lax.cond (1) and a lax.cond refresh (> 1).
+        static_args=("update_every", "averaging", "key", "mask", "n_samples", "mu_dtype",
+                     "nu_dtype"),
+        convergence_steps=2_500,
+        notes="Hutchinson |Hz| second moment; needs obj_fn; 2 buffers (+1 if update_every > 1)",
+    ),
+    Entry(
+        name="metaoptimize",
+        factory=metaoptimize,
+        core=None,
+        family="meta",
+        paper="arXiv 2402.02342",
+        title="MetaOptimize: A Framework for Optimizing Step Sizes and Other Meta-parameters",
+        # Adam direction, log step size learned by Lion meta (paper's default pair), started
+        # well below a good fixed step as the paper advises.
+        toy_kwargs={"base": optax.scale_by_adam(), "initial_learning_rate": 1e-3},
+        static_args=("base", "meta", "granularity", "mask", "log_lr_bounds", "alpha_timing",
+                     "trace_dtype", "check_base"),
+        lr_arg="initial_learning_rate",
+        twin=lambda: optax.adam(1e-3),
+        twin_name="optax.adam",
+        twin_kwargs={"base": optax.scale_by_adam(), "initial_learning_rate": 1e-3},
+        convergence_steps=5_000,
+        notes="wraps any lr-free base; log step size learned by meta-gradient; +1 buffer",
+    ),
+    Entry(
+        name="lanton",
+        factory=lanton,
+        core=scale_by_lanton,
+        family="layerwise",
+        paper="arXiv 2510.14009",
+        title="Noise-Adaptive Layerwise Learning Rates: Accelerating Geometry-Aware Optimization "
+              "for Deep Neural Network Training",
+        # An orthogonalized step has length ~lr whatever the gradient, so the toy suite needs a
+        # decaying schedule to settle inside the tolerance; no decay (exact minimizers).
+        toy_kwargs={
+            "learning_rate": optax.cosine_decay_schedule(3e-2, 2_000, alpha=1e-3),
+            "weight_decay": 0.0,
+        },
+        static_args=("ns_steps", "noise_every", "mu_dtype", "ns_dtype", "labels", "norm_groups",
+                     "weight_decay_mask", "vector_optimizer"),
+        twin=lambda: optax.contrib.muon(1e-3, beta=0.95, weight_decay=0.1, consistent_rms=0.2,
+                                        nesterov=False, adam_b1=0.9, adam_b2=0.95),
+        twin_name="optax.contrib.muon",
+        twin_kwargs={"learning_rate": 1e-3},
+        step_time_target=1.10,
+        convergence_steps=2_000,
+        notes="Newton-Schulz/sign LMO with per-layer rates from dual-norm gradient noise; 2 buffers",
+    ),
+    Entry(
+        name="noise_adaptive_layerwise",
+        factory=noise_adaptive_layerwise,
+        core=None,
+        family="layerwise",
+        paper="arXiv 2510.14009",
+        title="Noise-Adaptive Layerwise Learning Rates (generic wrapper over any optimizer)",
+        # Wraps Adam (with its own schedule) in l1-dual noise rates, all leaves in one group.
+        toy_kwargs={
+            "inner": optax.adam(optax.cosine_decay_schedule(5e-2, 2_000, alpha=1e-3)),
+            "dual_norm": "l1",
+        },
+        static_args=("inner", "dual_norm", "labels", "noise_every", "prev_dtype"),
+        lr_arg=None,
+        convergence_steps=2_000,
+        notes="layer rates from dual-norm gradient noise on any inner optimizer; +1 buffer",
     ),
 )
 
