@@ -14,7 +14,14 @@ from optzoo.lanton import (
     noise_adaptive_layerwise,
     scale_by_lanton,
 )
+from optzoo.avgrad import ScaleByAvgradState, avgrad, scale_by_avgrad
+from optzoo.krylov import (
+    ScaleByKrylovCubicNewtonState,
+    krylov_cubic_newton,
+    scale_by_krylov_cubic_newton,
+)
 from optzoo.lion import ScaleByLionState, lion, scale_by_lion
+from optzoo.mada import ScaleByMadaState, mada, scale_by_mada
 from optzoo.metaoptimize import MetaOptimizeState, metaoptimize, metaoptimize_learning_rates
 from optzoo.microadam import ScaleByMicroAdamState, microadam, scale_by_microadam
 from optzoo.testing import bytes_per_param, state_bytes
@@ -34,6 +41,15 @@ __all__ = [
     "metaoptimize",
     "metaoptimize_learning_rates",
     "ScaleByLionState",
+    "ScaleByKrylovCubicNewtonState",
+    "krylov_cubic_newton",
+    "scale_by_krylov_cubic_newton",
+    "ScaleByAvgradState",
+    "ScaleByMadaState",
+    "avgrad",
+    "mada",
+    "scale_by_avgrad",
+    "scale_by_mada",
     "ScaleByMicroAdamState",
     "bytes_per_param",
     "lion",

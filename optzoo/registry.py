@@ -20,9 +20,13 @@ import optax
 
 # Import functions, not modules: optzoo.<name> is the function (it shadows the module).
 from optzoo.adahessian import adahessian, scale_by_adahessian
+from optzoo.krylov import krylov_cubic_newton, scale_by_krylov_cubic_newton
 from optzoo.lanton import lanton, noise_adaptive_layerwise, scale_by_lanton
+from optzoo.avgrad import avgrad, scale_by_avgrad
 from optzoo.lion import lion, scale_by_lion
+from optzoo.mada import mada, scale_by_mada
 from optzoo.metaoptimize import metaoptimize
+from optzoo.microadam import microadam, scale_by_microadam
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,13 +116,51 @@ ENTRIES: tuple[Entry, ...] = (
         notes="sign of interpolated momentum; 1 buffer",
     ),
     Entry(
+        name="avgrad",
+        factory=avgrad,
+        core=scale_by_avgrad,
+        family="first-order",
+        paper="arXiv 2401.08893",
+        title="MADA: Meta-Adaptive Optimizers through hyper-gradient Descent (AVGrad)",
+        toy_kwargs={"learning_rate": 1e-2},
+        static_args=("mu_dtype", "mask"),
+        twin=lambda: optax.amsgrad(1e-3),
+        twin_name="optax.amsgrad",
+        twin_kwargs={"learning_rate": 1e-3},
+        step_time_target=1.05,
+        convergence_steps=10_000,
+        notes="AMSGrad with running mean of v instead of max; 3 buffers",
+    ),
+    Entry(
+        name="mada",
+        factory=mada,
+        core=scale_by_mada,
+        family="meta",
+        paper="arXiv 2401.08893",
+        title="MADA: Meta-Adaptive Optimizers through hyper-gradient Descent",
+        # the Adam-corner start with all six coefficients learned
+        toy_kwargs={"learning_rate": 1e-2, "b2": 0.99, "eps": 1e-8},
+        # initial coefficients decide which state arrays exist (trimming), so they are static
+        static_args=("b1", "b2", "b3", "rho", "c", "gamma", "learn", "hyper_lr",
+                     "hyper_momentum", "bounds", "compat", "mu_dtype", "mask"),
+        twin=lambda: optax.adam(1e-3),
+        twin_name="optax.adam",
+        twin_kwargs={"learning_rate": 1e-3},
+        step_time_target=5.0,
+        convergence_steps=10_000,
+        notes="learns 6 coefficients mixing Adam/AVGrad/Yogi/Adan/Lion by hypergradient",
+    ),
+    Entry(
         name="adahessian",
         factory=adahessian,
         core=scale_by_adahessian,
         family="curvature",
         paper="arXiv 2006.00719",
         title="ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning",
-        toy_kwargs={"learning_rate": 0.15},
+        # eps 1e-3 (paper 1e-4): the step divides by |H z| + eps, and an entry where |H z|
+        # nearly cancels (1e-5 in the kit's sharding problem) amplifies float reduction-order
+        # noise of a sharded HVP past the kit's 1e-6; a larger eps damps it.
+        toy_kwargs={"learning_rate": 0.15, "eps": 1e-3},
         objective_kwargs={
             # |H z| carries the large cross-curvature of the valley, so steps along it are
             # small at the paper's lr; a Newton-like lr (k = 1) walks the valley.
@@ -130,6 +172,26 @@ ENTRIES: tuple[Entry, ...] = (
                      "nu_dtype"),
         convergence_steps=2_500,
         notes="Hutchinson |Hz| second moment; needs obj_fn; 2 buffers (+1 if update_every > 1)",
+    ),
+    Entry(
+        name="krylov_cubic_newton",
+        factory=krylov_cubic_newton,
+        core=scale_by_krylov_cubic_newton,
+        family="curvature",
+        paper="arXiv 2401.03058",
+        title="Krylov Cubic Regularized Newton: A Subspace Second-Order Method with "
+              "Dimension-Free Convergence Rate",
+        # The paper's m = 10 and sigma_0 = 1e-3 (M_0 = 2e-3); no learning rate (the cubic
+        # model fixes the step length and the step is accepted on the objective).
+        toy_kwargs={"subspace_dim": 10},
+        extra_args=("obj_fn",),
+        # subspace_dim fixes the basis shape; the others are Python control flow.
+        static_args=("subspace_dim", "max_backtracks", "reortho", "secular_iters", "adaptive",
+                     "breakdown_tol", "mask"),
+        lr_arg=None,
+        convergence_steps=100,
+        notes="Lanczos subspace (m HVPs/step) + cubic model with backtracked M; needs obj_fn; "
+              "full batch",
     ),
     Entry(
         name="metaoptimize",
@@ -158,11 +220,12 @@ ENTRIES: tuple[Entry, ...] = (
         paper="arXiv 2510.14009",
         title="Noise-Adaptive Layerwise Learning Rates: Accelerating Geometry-Aware Optimization "
               "for Deep Neural Network Training",
-        # An orthogonalized step has length ~lr whatever the gradient, so the toy suite needs a
-        # decaying schedule to settle inside the tolerance; no decay (exact minimizers).
-        toy_kwargs={
-            "learning_rate": optax.cosine_decay_schedule(3e-2, 2_000, alpha=1e-3),
-            "weight_decay": 0.0,
+        # No decay (exact minimizers). An orthogonalized step has length ~lr whatever the
+        # gradient, so the convergence suite needs a decaying schedule to settle.
+        toy_kwargs={"learning_rate": 1e-2, "weight_decay": 0.0},
+        objective_kwargs={
+            name: {"learning_rate": optax.cosine_decay_schedule(3e-2, 2_000, alpha=1e-3)}
+            for name in ("parabola", "rosenbrock", "matrix_parabola", "mixed_pytree")
         },
         static_args=("ns_steps", "noise_every", "mu_dtype", "ns_dtype", "labels", "norm_groups",
                      "weight_decay_mask", "vector_optimizer"),
@@ -183,13 +246,44 @@ ENTRIES: tuple[Entry, ...] = (
         title="Noise-Adaptive Layerwise Learning Rates (generic wrapper over any optimizer)",
         # Wraps Adam (with its own schedule) in l1-dual noise rates, all leaves in one group.
         toy_kwargs={
-            "inner": optax.adam(optax.cosine_decay_schedule(5e-2, 2_000, alpha=1e-3)),
+            "inner": optax.adam(optax.cosine_decay_schedule(1e-1, 2_000, alpha=1e-3)),
             "dual_norm": "l1",
         },
         static_args=("inner", "dual_norm", "labels", "noise_every", "prev_dtype"),
         lr_arg=None,
         convergence_steps=2_000,
         notes="layer rates from dual-norm gradient noise on any inner optimizer; +1 buffer",
+    ),
+    Entry(
+        name="microadam",
+        factory=microadam,
+        core=scale_by_microadam,
+        family="memory-efficient",
+        paper="arXiv 2405.15593",
+        title="MicroAdam: Accurate Adaptive Optimization with Low Space Overhead and "
+              "Provable Convergence",
+        toy_kwargs={"learning_rate": 1e-2, "density": 0.1},
+        # Windowed Adam grows |u| up to ~6.5x past the window (global-step bias correction,
+        # as the reference), so the convergence suite needs a decaying learning rate to settle.
+        objective_kwargs={
+            **{name: {"learning_rate": optax.cosine_decay_schedule(1e-2, 20_000, alpha=1e-3)}
+               for name in ("parabola", "matrix_parabola", "mixed_pytree")},
+            # 2 coordinates, top-1 per step: the error feedback carries the other one.
+            "rosenbrock": {
+                "learning_rate": optax.cosine_decay_schedule(3e-3, 20_000, alpha=1e-3),
+                "b2": 0.99,
+                "density": 0.5,
+            },
+        },
+        static_args=("num_grads", "density", "quant_bucket_size", "block_size", "quantize_ef",
+                     "values_dtype", "stats_dtype", "mask"),
+        twin=lambda: optax.adam(1e-3),
+        twin_name="optax.adam",
+        twin_kwargs={"learning_rate": 1e-3},
+        # The target is <= 2x Adam's step on a GPU at 100M params; CPU is report-only.
+        step_time_target=2.0,
+        convergence_steps=20_000,
+        notes="block top-k + 4-bit error feedback, window of 10 sparse grads; <1 byte/param",
     ),
 )
 

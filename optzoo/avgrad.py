@@ -1,0 +1,164 @@
+"""AVGrad: AMSGrad with the running max of the second moment replaced by a running average.
+
+Introduced in the MADA paper (Ozkara et al., arXiv 2401.08893) as the corner of the MADA
+family that is smooth in its coefficients (``rho = 0``); see ``optzoo.mada``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from optax._src import numerics
+
+from optzoo import _checks
+
+
+class ScaleByAvgradState(NamedTuple):
+  """State of :func:`scale_by_avgrad`.
+
+  Attributes:
+    count: int32 step counter ``t`` (``optax.safe_increment``); it drives the bias
+      corrections and the ``1/t`` of the running mean.
+    mu: first moment ``m_t`` (dtype ``mu_dtype``).
+    nu: raw second moment ``v_t`` (EMA of ``g^2``, no bias correction).
+    nu_avg: ``vbar_t``, the uniform running mean of ``v_1 .. v_t``.
+  """
+
+  count: jax.Array
+  mu: optax.Updates
+  nu: optax.Updates
+  nu_avg: optax.Updates
+
+
+def scale_by_avgrad(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""AVGrad's learning-rate-free direction.
+
+  .. math::
+    m_t = b_1 m_{t-1} + (1-b_1) g_t,\qquad v_t = b_2 v_{t-1} + (1-b_2) g_t^2,\qquad
+    \bar v_t = \bar v_{t-1} + (v_t - \bar v_{t-1}) / t,
+
+    u_t = \frac{m_t / (1-b_1^t)}{\sqrt{\bar v_t / (1-b_2^t) + \epsilon_{root}} + \epsilon}
+
+  ``vbar_t`` is the mean of the *raw* ``v_1 .. v_t`` and one bias correction divides the
+  mean (the MADA reference code; spec mada.md section 4 and pitfall P4). AMSGrad takes a
+  running max where AVGrad takes the mean, so AVGrad's denominator is never larger.
+
+  Args:
+    b1: first-moment EMA rate, in [0, 1). Default 0.9 (the paper's).
+    b2: second-moment EMA rate, in [0, 1). Default 0.999 (optax.amsgrad's); the MADA code
+      uses 0.95 (GPT-2) or 0.99 (toy).
+    eps: added outside the square root (>= 0). Default 1e-8 (MADA's toy and Shakespeare runs;
+      1e-6 for GPT-2).
+    eps_root: added inside the square root (>= 0). Default 0.
+    mu_dtype: dtype of the first moment; ``None`` keeps the params' dtype.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``; updates have the gradients' dtype.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, optzoo
+    >>> tx = optax.chain(optzoo.scale_by_avgrad(), optax.scale(-1e-3))
+    >>> state = tx.init({"w": jnp.ones(2)})
+    >>> updates, state = tx.update({"w": jnp.array([1.0, -2.0])}, state)
+    >>> [round(x, 6) for x in updates["w"].tolist()]
+    [-0.001, 0.001]
+
+  Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
+  arXiv 2401.08893 (ICML 2024).
+  """
+  _checks.check_beta("b1", b1)
+  _checks.check_beta("b2", b2)
+  _checks.check_range("eps", eps, 0.0)
+  _checks.check_range("eps_root", eps_root, 0.0)
+  mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
+
+  def init_fn(params):
+    return ScaleByAvgradState(
+        count=jnp.zeros([], jnp.int32),
+        mu=optax.tree.zeros_like(params, dtype=mu_dtype),
+        nu=optax.tree.zeros_like(params),
+        nu_avg=optax.tree.zeros_like(params),
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    _checks.check_same_structure(updates, params)
+    count = numerics.safe_increment(state.count)
+    bc1 = 1.0 - b1**count  # float ** int32: float64 under x64, float32 otherwise
+    bc2 = 1.0 - b2**count
+    inv_t = 1.0 / count
+
+    def leaf(g, m, v, vb):
+      # One fused per-leaf pass: moments, running mean and the direction.
+      m_new = b1 * m + (1.0 - b1) * g
+      v_new = b2 * v + (1.0 - b2) * (g * g)
+      vb_new = vb + (v_new - vb) * inv_t
+      u = (m_new / bc1) / (jnp.sqrt(vb_new / bc2 + eps_root) + eps)
+      return (u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype),
+              vb_new.astype(vb.dtype))
+
+    out = jax.tree.map(leaf, updates, state.mu, state.nu, state.nu_avg)
+    treedef = jax.tree.structure(updates)
+    u, m, v, vb = (jax.tree.unflatten(treedef, xs) for xs in zip(*treedef.flatten_up_to(out)))
+    return u, ScaleByAvgradState(count=count, mu=m, nu=v, nu_avg=vb)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def avgrad(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any | None = None,
+    weight_decay: optax.ScalarOrSchedule = 0.0,
+    mask: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""AVGrad with decoupled weight decay: ``optax.amsgrad`` with the max replaced by a mean.
+
+  .. math::
+    \theta_t = \theta_{t-1} - \alpha_t \Bigl(\frac{m_t/(1-b_1^t)}{\sqrt{\bar v_t/(1-b_2^t)}
+      + \epsilon} + \lambda \theta_{t-1}\Bigr),\qquad \bar v_t = \tfrac1t \sum_{\tau\le t} v_\tau
+
+  Built as ``optax.chain(scale_by_avgrad(...), optax.add_decayed_weights(weight_decay, mask),
+  optax.scale_by_learning_rate(learning_rate))`` (AdamW-style decoupled decay, as MADA).
+
+  Args:
+    learning_rate: step size or schedule (>= 0).
+    b1: first-moment rate, in [0, 1). Default 0.9.
+    b2: second-moment rate, in [0, 1). Default 0.999 (MADA code: 0.95 GPT-2, 0.99 toy).
+    eps: outside the square root (>= 0). Default 1e-8.
+    eps_root: inside the square root (>= 0). Default 0.
+    mu_dtype: first-moment dtype; ``None`` keeps the params' dtype.
+    weight_decay: decoupled decay (>= 0). Default 0.
+    mask: pytree of bools (or a callable returning one) selecting the params to decay.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, optzoo
+    >>> params = jnp.array([1.0, -2.0])
+    >>> tx = optzoo.avgrad(learning_rate=1e-2)
+    >>> state = tx.init(params)
+    >>> grads = jax.grad(lambda p: jnp.sum(p ** 2))(params)
+    >>> updates, state = tx.update(grads, state, params)
+    >>> params = optax.apply_updates(params, updates)
+
+  Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
+  arXiv 2401.08893 (ICML 2024).
+  """
+  _checks.check_learning_rate(learning_rate)
+  _checks.check_range("weight_decay", weight_decay, 0.0)
+  return optax.chain(
+      scale_by_avgrad(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
+      optax.add_decayed_weights(weight_decay, mask),
+      optax.scale_by_learning_rate(learning_rate),
+  )

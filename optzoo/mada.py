@@ -1,0 +1,459 @@
+"""MADA: meta-adaptive optimizers through hyper-gradient descent (Ozkara et al., arXiv 2401.08893).
+
+One parameterized update interpolates Adam, AVGrad, Yogi, Adan and Lion through six global
+coefficients ``kappa = (b1, b2, b3, rho, c, gamma)``, and the coefficients are learned during
+training by one-step-back hypergradient descent. Spec: ``shared/specs/mada.md`` (verified
+against the authors' code ``amazon-science/mada_optimizer_search``).
+
+Implementation notes (the "tangent" storage of spec section 6 (b)):
+
+* Step ``t`` computes the direction ``u_t`` and, with one forward-mode ``jax.jvp`` per
+  *learned* coefficient, the tangents ``du_t/dkappa_k``; both come out of one fused per-leaf
+  function. The tangents are kept in the state (``tangents``, one param-shaped array per
+  learned coefficient) and step ``t+1`` turns them into the hypergradient
+  ``h_k = -alpha_t * sum(g_{t+1} * du_t/dkappa_k)``: one reduction pass, then the update pass.
+* Trimming: a coefficient that is not learned and sits at its Adam value (``b3 = 0``,
+  ``rho = 1``, ``c = 1``, ``gamma = 1``) removes its arrays and its arithmetic statically
+  (``b3``: ``diff_mu`` and ``prev_grad``; ``rho``: ``nu_avg``; ``gamma``: ``lion_mu``). With
+  only ``b1`` and ``b2`` learned (HyperAdam) the state is ``mu, nu`` plus two tangents.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from optax._src import numerics
+
+from optzoo import _checks
+
+#: The six coefficients, in the order of ``state.coeffs``.
+COEFF_NAMES: tuple[str, ...] = ("b1", "b2", "b3", "rho", "c", "gamma")
+#: Projection boxes (the reference GPT-2 configuration; b2's lower bound is 0.01 in the toy).
+DEFAULT_BOUNDS: tuple[tuple[float, float], ...] = (
+    (0.01, 0.99), (0.501, 0.99), (0.0, 0.99), (0.0, 1.0), (0.0, 1.0), (0.0, 1.0))
+#: Hyper-learning rates of the reference GPT-2 configuration.
+DEFAULT_HYPER_LR: tuple[float, ...] = (5e-4, 5e-4, 0.1, 0.1, 0.1, 0.1)
+#: Values that switch a coefficient off (Adam); a coefficient there and not learned is trimmed.
+_ADAM_VALUE = {"b3": 0.0, "rho": 1.0, "c": 1.0, "gamma": 1.0}
+
+
+class ScaleByMadaState(NamedTuple):
+  """State of :func:`scale_by_mada`.
+
+  Attributes:
+    count: int32 optimizer step ``t`` (``optax.safe_increment``).
+    coeffs: the six coefficients ``(b1, b2, b3, rho, c, gamma)`` used by the last update, a
+      ``(6,)`` float array (float64 when the params are float64, else float32). Read with
+      ``optax.tree.get(state, "coeffs")``; :func:`coeffs_dict` names them.
+    hypergrad: the hypergradient ``h`` of the last update, ``(6,)`` (before clipping; zero
+      for coefficients that are not learned and during the first ``hyper_start`` steps).
+    hyper_buf: heavy-ball momentum buffer of the hyper-optimizer, ``(6,)``.
+    prev_lr: the learning rate ``alpha_{t-1}`` the last update was scaled with.
+    mu: first moment ``m``.
+    nu: raw second moment ``v`` (starts at ``v_init``).
+    nu_avg: uniform running mean of ``v_1..v_t`` (AVGrad), or None when trimmed.
+    diff_mu: Adan's EMA ``n`` of gradient differences, or None when trimmed.
+    prev_grad: the previous gradient (paper mode with ``b3`` active), else None.
+    lion_mu: Lion's momentum ``l``, or None when trimmed.
+    tangents: one pytree per learned coefficient (in ``COEFF_NAMES`` order): ``du_t/dkappa_k``.
+  """
+
+  count: jax.Array
+  coeffs: jax.Array
+  hypergrad: jax.Array
+  hyper_buf: jax.Array
+  prev_lr: jax.Array
+  mu: optax.Updates
+  nu: optax.Updates
+  nu_avg: optax.Updates | None
+  diff_mu: optax.Updates | None
+  prev_grad: optax.Updates | None
+  lion_mu: optax.Updates | None
+  tangents: tuple[optax.Updates, ...]
+
+
+def coeffs_dict(state: Any) -> dict[str, jax.Array]:
+  """``{name: value}`` of the coefficients in ``state`` (a MADA state or any state holding one).
+
+  >>> import jax.numpy as jnp, optzoo
+  >>> from optzoo.mada import coeffs_dict
+  >>> tx = optzoo.mada(1e-3)
+  >>> sorted(coeffs_dict(tx.init(jnp.zeros(2))))
+  ['b1', 'b2', 'b3', 'c', 'gamma', 'rho']
+  """
+  coeffs = optax.tree.get(state, "coeffs")
+  return {name: coeffs[..., i] for i, name in enumerate(COEFF_NAMES)}
+
+
+def _per_coeff(name: str, value: Any) -> tuple[Any, ...]:
+  """A scalar, a 6-sequence or a ``{coeff: value}`` mapping -> a 6-tuple."""
+  if isinstance(value, Mapping):
+    unknown = set(value) - set(COEFF_NAMES)
+    if unknown:
+      raise ValueError(f"{name}: unknown coefficient(s) {sorted(unknown)}; known: {COEFF_NAMES}")
+    return tuple(value.get(k, 0.0) for k in COEFF_NAMES)
+  if isinstance(value, (tuple, list)):
+    if len(value) != 6:
+      raise ValueError(f"{name} must have 6 entries {COEFF_NAMES}, got {len(value)}.")
+    return tuple(value)
+  return (value,) * 6
+
+
+def _safe_sqrt(x):
+  """sqrt with a zero (not infinite) derivative at 0: no NaN hypergradients (spec P8)."""
+  pos = x > 0
+  return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
+def scale_by_mada(
+    learning_rate: optax.ScalarOrSchedule = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    b3: float = 0.0,
+    rho: float = 1.0,
+    c: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    lion_b1: float = 0.95,
+    lion_b2: float = 0.98,
+    learn: Sequence[str] = COEFF_NAMES,
+    hyper_lr: Any = DEFAULT_HYPER_LR,
+    hyper_momentum: Any = 0.0,
+    hyper_clip: float = 10.0,
+    hyper_start: int = 0,
+    bounds: Sequence[tuple[float, float]] = DEFAULT_BOUNDS,
+    v_init: float = 1e-15,
+    compat: str = "paper",
+    mu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""MADA's direction ``u_t`` with its coefficients learned by hypergradient descent.
+
+  Per step ``t`` (elementwise in every leaf; the six coefficients are global scalars):
+
+  .. math::
+    d &= g_t - g_{t-1},\quad \hat g = g_t + \beta_3 d,\quad
+    q = c\,\hat g^2 + (1-c)\,[v_{t-1} + \operatorname{sign}(\hat g^2 - v_{t-1})\,\hat g^2] \\
+    m_t &= \beta_1 m_{t-1} + (1-\beta_1) g_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) q,\quad
+    n_t = \beta_3 n_{t-1} + (1-\beta_3) d,\quad \bar v_t = \bar v_{t-1} + (v_t - \bar v_{t-1})/t \\
+    \ell_t &= \beta_{2L}\ell_{t-1} + (1-\beta_{2L}) g_t,\quad
+    s_t = \operatorname{sign}(\beta_{1L}\ell_{t-1} + (1-\beta_{1L}) g_t) \\
+    \hat v &= \frac{\rho v_t + (1-\rho)\bar v_t}{1-\beta_2^t},\quad
+    u_t = \gamma\,\frac{m_t/(1-\beta_1^t) + \beta_3 n_t}{\sqrt{\hat v + \epsilon_{root}} + \epsilon}
+      + (1-\gamma)\, s_t
+
+  Corners: Adam (``b3=0, rho=c=gamma=1``), AVGrad (``rho=0``), Yogi (``c=0``), Adan-like
+  (``b3>0``, official Adan's convention: ``b3`` both weights and decays ``n``, no bias
+  correction of ``n``), Lion (``gamma=0``, fixed betas ``lion_b1, lion_b2``).
+
+  Hypergradient (one step back, spec section 3): before computing ``u_t``,
+  ``h_k = -alpha_{t-1} sum_i g_t[i] du_{t-1}[i]/dkappa_k`` over all leaves, holding the
+  previous state, ``g_{t-1}`` and ``l`` fixed and treating ``vbar_{t-1}`` as a constant inside
+  ``vhat`` (as the reference code does); ``sign`` has zero derivative; the bias corrections'
+  dependence on ``b1, b2`` is included. Then ``h_k = 0`` for unlearned coefficients and for the
+  first ``hyper_start`` steps, ``h_k <- h_k min(1, hyper_clip/(|h_k| + 1e-6))``, heavy-ball SGD
+  ``buf <- mu_k buf + h_k``, ``kappa_k <- kappa_k - eta_k buf_k``, and a hard projection into
+  ``bounds``; ``u_t`` uses the new coefficients. Unlearned coefficients never move.
+
+  The hypergradient assumes the update is exactly ``-alpha_t (u_t + weight decay)``: put
+  nothing that rescales updates (clipping of updates, a second learning rate) after it. A
+  preceding ``clip_by_global_norm`` feeds the clipped gradient to the hypergradient too (the
+  reference used the unclipped one, spec P6). Under ``optax.MultiSteps`` one hypergradient is
+  taken per accumulated step, from the averaged gradient (spec P7).
+
+  Args:
+    learning_rate: ``alpha_t``, the step size the caller applies after this transform (a float
+      or a schedule of this transform's step count). It only scales the hypergradient; pass the
+      same value to ``optax.scale_by_learning_rate``. Default 1.0. :func:`mada` wires it.
+    b1, b2, b3, rho, c, gamma: initial coefficients. Defaults: the Adam corner with
+      ``b1=0.9, b2=0.95`` (the reference GPT-2 run; its README example starts ``rho`` at 0.6).
+      ``b3, rho, c, gamma`` decide trimming in ``init`` and so must be concrete (static).
+    eps: added outside the square root (>= 0). Default 1e-6 (GPT-2; 1e-8 Shakespeare).
+    eps_root: added inside the square root (>= 0). Default 0.
+    lion_b1, lion_b2: Lion's fixed betas, in [0, 1). Default 0.95, 0.98 (reference code).
+    learn: names of the learned coefficients, a subset of ``COEFF_NAMES``. Default: all six.
+      ``("b1", "b2")`` is the paper's HyperAdam baseline; ``()`` freezes everything.
+    hyper_lr: per-coefficient hyper learning rates ``eta`` (>= 0): a scalar for all, a
+      6-sequence or a ``{name: value}`` mapping. Default ``(5e-4, 5e-4, .1, .1, .1, .1)``
+      (reference GPT-2; with gradient accumulation divide by the number of micro-steps, P7).
+    hyper_momentum: heavy-ball momentum ``mu`` of the hyper-SGD, in [0, 1) (scalar, 6-sequence
+      or mapping). Default 0 (GPT-2; the Shakespeare grid used 0.5).
+    hyper_clip: hypergradient clip threshold (>= 0). Default 10 (reference).
+    hyper_start: number of initial steps with ``h = 0`` (>= 0). Default 0; GPT-2 used 50.
+    bounds: six ``(low, high)`` projection boxes. Default ``DEFAULT_BOUNDS`` (b2 >= 0.501).
+    v_init: initial ``v`` and ``vbar`` (>= 0). Default 1e-15 (reference; guards NaN, P8);
+      0 gives exactly Adam at the Adam corner.
+    compat: ``'paper'`` (default): real gradient difference ``d_t = g_t - g_{t-1}`` with
+      ``d_1 = 0``, ``n_0 = 0``, and real Lion ``s_t = sign(b1L l_{t-1} + (1-b1L) g_t)``.
+      ``'reference'``: the authors' code as run (spec P1-P3): ``g_{t-1} = 0`` so ``d = g_t``,
+      ``n_0 = g_1^2``, and ``s_t`` from the already updated ``l_t``.
+    mu_dtype: dtype of the first moment ``m``; ``None`` keeps the params' dtype.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``; updates have the gradients' dtype.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, optzoo
+    >>> tx = optax.chain(optzoo.scale_by_mada(learning_rate=1e-2), optax.scale(-1e-2))
+    >>> params = {"w": jnp.array([1.0, -2.0])}
+    >>> state = tx.init(params)
+    >>> for _ in range(3):
+    ...   grads = jax.grad(lambda p: jnp.sum(p["w"] ** 2))(params)
+    ...   updates, state = tx.update(grads, state, params)
+    ...   params = optax.apply_updates(params, updates)
+    >>> optax.tree.get(state, "coeffs").shape
+    (6,)
+
+  Reference: Ozkara, Karakus, Raman, Hong, Sabach, Kveton, Cevher, MADA: Meta-Adaptive
+  Optimizers through hyper-gradient Descent, arXiv 2401.08893 (ICML 2024).
+  """
+  _checks.check_learning_rate(learning_rate)
+  _checks.check_choice("compat", compat, ("paper", "reference"))
+  learn = tuple(learn)
+  for name in learn:
+    _checks.check_choice("learn", name, COEFF_NAMES)
+  learned = tuple(k for k in COEFF_NAMES if k in learn)  # canonical order, no duplicates
+  init_vals = dict(b1=b1, b2=b2, b3=b3, rho=rho, c=c, gamma=gamma)
+  bounds = tuple(tuple(float(x) for x in b) for b in bounds)
+  if len(bounds) != 6 or any(len(b) != 2 or b[0] > b[1] for b in bounds):
+    raise ValueError(f"bounds must be six (low, high) pairs with low <= high, got {bounds!r}.")
+  for name in ("b1", "b2", "b3"):
+    _checks.check_beta(name, init_vals[name])
+  for name in ("rho", "c", "gamma"):
+    _checks.check_range(name, init_vals[name], 0.0, 1.0)
+  _checks.check_range("eps", eps, 0.0)
+  _checks.check_range("eps_root", eps_root, 0.0)
+  _checks.check_beta("lion_b1", lion_b1)
+  _checks.check_beta("lion_b2", lion_b2)
+  _checks.check_range("hyper_clip", hyper_clip, 0.0)
+  _checks.check_range("hyper_start", hyper_start, 0.0)
+  _checks.check_range("v_init", v_init, 0.0)
+  hyper_lrs = _per_coeff("hyper_lr", hyper_lr)
+  hyper_moms = _per_coeff("hyper_momentum", hyper_momentum)
+  for k, x in zip(COEFF_NAMES, hyper_lrs):
+    _checks.check_range(f"hyper_lr[{k}]", x, 0.0)
+  for k, x in zip(COEFF_NAMES, hyper_moms):
+    _checks.check_beta(f"hyper_momentum[{k}]", x)
+  mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
+  reference = compat == "reference"
+
+  def is_active(name: str) -> bool:
+    if name in learned:
+      return True
+    value = _checks.concrete_float(init_vals[name])
+    return value is None or value != _ADAM_VALUE[name]
+
+  learned_idx = tuple(COEFF_NAMES.index(k) for k in learned)
+  learned_mask = np.array([k in learned for k in COEFF_NAMES])
+  lo = np.array([b[0] for b in bounds])
+  hi = np.array([b[1] for b in bounds])
+
+  def coeff_dtype(params):
+    dtypes = [jnp.dtype(x.dtype) for x in jax.tree.leaves(params)]
+    return jnp.float64 if jnp.dtype("float64") in dtypes else jnp.float32
+
+  def init_fn(params):
+    cd = coeff_dtype(params)
+    act = {k: is_active(k) for k in _ADAM_VALUE}
+
+    def full(value):
+      return jax.tree.map(lambda p: jnp.full_like(p, value, dtype=p.dtype), params)
+
+    zeros = lambda: optax.tree.zeros_like(params)  # noqa: E731
+    return ScaleByMadaState(
+        count=jnp.zeros([], jnp.int32),
+        coeffs=jnp.stack([jnp.asarray(init_vals[k], cd) for k in COEFF_NAMES]),
+        hypergrad=jnp.zeros([6], cd),
+        hyper_buf=jnp.zeros([6], cd),
+        prev_lr=jnp.zeros([], cd),
+        mu=optax.tree.zeros_like(params, dtype=mu_dtype),
+        nu=full(v_init),
+        nu_avg=full(v_init) if act["rho"] else None,
+        diff_mu=zeros() if act["b3"] else None,
+        prev_grad=zeros() if (act["b3"] and not reference) else None,
+        lion_mu=zeros() if act["gamma"] else None,
+        tangents=tuple(zeros() for _ in learned),
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    _checks.check_same_structure(updates, params)
+    cd = state.coeffs.dtype
+    use_rho = state.nu_avg is not None
+    use_b3 = state.diff_mu is not None
+    use_gamma = state.lion_mu is not None
+    use_c = "c" in learned or is_active("c")
+    treedef = jax.tree.structure(updates)
+    g_leaves = treedef.flatten_up_to(updates)
+
+    def leaves(tree):
+      return [None] * len(g_leaves) if tree is None else treedef.flatten_up_to(tree)
+
+    # ---- 1. hypergradient of the previous step's direction, one reduction pass
+    tangent_leaves = [leaves(tr) for tr in state.tangents]
+    h = jnp.zeros([6], cd)
+    if learned:
+      dots = [sum(jnp.sum(g.astype(cd) * tg.astype(cd)) for g, tg in zip(g_leaves, tl))
+              for tl in tangent_leaves]
+      h = h.at[np.array(learned_idx)].set(-state.prev_lr * jnp.stack(dots))
+      h = jnp.where(state.count >= hyper_start, h, jnp.zeros_like(h))
+    # ---- 2. clipped heavy-ball SGD on the coefficients, projected into the boxes
+    h_clip = h * jnp.minimum(1.0, hyper_clip / (jnp.abs(h) + 1e-6))
+    mom = jnp.stack([jnp.asarray(x, cd) for x in hyper_moms])
+    lrs = jnp.stack([jnp.asarray(x, cd) for x in hyper_lrs])
+    buf = mom * state.hyper_buf + h_clip
+    stepped = jnp.clip(state.coeffs - lrs * buf, lo.astype(cd), hi.astype(cd))
+    coeffs = jnp.where(learned_mask, stepped, state.coeffs)
+    buf = jnp.where(learned_mask, buf, state.hyper_buf)
+    # ---- 3. the direction and its tangents, one fused pass per leaf
+    count = numerics.safe_increment(state.count)
+    t = count.astype(cd)
+    first = state.count == 0
+    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    lr = jnp.asarray(lr, cd)
+
+    def leaf(g, m, v, vb, n, gp, ell):
+      gc = g.astype(cd) if cd == jnp.float64 else g
+
+      def direction(kap):
+        k_b1, k_b2, k_b3, k_rho, k_c, k_gamma = kap
+        if use_b3:
+          if reference:
+            d = gc
+            n_prev = jnp.where(first, gc * gc, n)
+          else:
+            d = jnp.where(first, jnp.zeros_like(gc), gc - gp)
+            n_prev = n
+          gh = gc + k_b3 * d
+        else:
+          gh = gc
+        gh2 = gh * gh
+        if use_c:
+          q = k_c * gh2 + (1.0 - k_c) * (v + jnp.sign(gh2 - v) * gh2)
+        else:
+          q = gh2
+        m_new = k_b1 * m + (1.0 - k_b1) * gc
+        v_new = k_b2 * v + (1.0 - k_b2) * q
+        num = m_new / (1.0 - k_b1**t)
+        if use_b3:
+          n_new = k_b3 * n_prev + (1.0 - k_b3) * d
+          num = num + k_b3 * n_new
+        else:
+          n_new = None
+        if use_rho:
+          vb_new = vb + (v_new - vb) / t
+          vmix = k_rho * v_new + (1.0 - k_rho) * jax.lax.stop_gradient(vb_new)
+        else:
+          vb_new = None
+          vmix = v_new
+        u = num / (_safe_sqrt(vmix / (1.0 - k_b2**t) + eps_root) + eps)
+        if use_gamma:
+          ell_new = lion_b2 * ell + (1.0 - lion_b2) * gc
+          s = jnp.sign(lion_b1 * (ell_new if reference else ell) + (1.0 - lion_b1) * gc)
+          u = k_gamma * u + (1.0 - k_gamma) * s
+        else:
+          ell_new = None
+        return u, (m_new, v_new, vb_new, n_new, ell_new)
+
+      kap = [coeffs[i] for i in range(6)]
+      u, (m_new, v_new, vb_new, n_new, ell_new) = direction(kap)
+      tangents = []
+      for i in learned_idx:
+        def along(x, i=i):
+          k = list(kap)
+          k[i] = x
+          return direction(k)[0]
+
+        tangents.append(jax.jvp(along, (kap[i],), (jnp.ones_like(kap[i]),))[1].astype(g.dtype))
+      cast = lambda x, ref: None if x is None else x.astype(ref.dtype)  # noqa: E731
+      return (u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), cast(vb_new, vb),
+              cast(n_new, n), None if gp is None else g, cast(ell_new, ell), tangents)
+
+    outs = [leaf(*args) for args in zip(g_leaves, leaves(state.mu), leaves(state.nu),
+                                         leaves(state.nu_avg), leaves(state.diff_mu),
+                                         leaves(state.prev_grad), leaves(state.lion_mu))]
+
+    def tree(j, present=True):
+      return jax.tree.unflatten(treedef, [o[j] for o in outs]) if present else None
+
+    new_tangents = tuple(jax.tree.unflatten(treedef, [o[7][j] for o in outs])
+                         for j in range(len(learned_idx)))
+    new_state = ScaleByMadaState(
+        count=count, coeffs=coeffs, hypergrad=h, hyper_buf=buf, prev_lr=lr,
+        mu=tree(1), nu=tree(2), nu_avg=tree(3, use_rho), diff_mu=tree(4, use_b3),
+        prev_grad=tree(5, state.prev_grad is not None), lion_mu=tree(6, use_gamma),
+        tangents=new_tangents)
+    return tree(0), new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def mada(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.95,
+    b3: float = 0.0,
+    rho: float = 1.0,
+    c: float = 1.0,
+    gamma: float = 1.0,
+    eps: float = 1e-6,
+    eps_root: float = 0.0,
+    lion_b1: float = 0.95,
+    lion_b2: float = 0.98,
+    learn: Sequence[str] = COEFF_NAMES,
+    hyper_lr: Any = DEFAULT_HYPER_LR,
+    hyper_momentum: Any = 0.0,
+    hyper_clip: float = 10.0,
+    hyper_start: int = 0,
+    bounds: Sequence[tuple[float, float]] = DEFAULT_BOUNDS,
+    v_init: float = 1e-15,
+    compat: str = "paper",
+    mu_dtype: Any | None = None,
+    weight_decay: optax.ScalarOrSchedule = 0.0,
+    mask: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""MADA with decoupled weight decay: ``theta_t = theta_{t-1} - alpha_t (u_t + lambda theta_{t-1})``.
+
+  ``u_t`` and the hypergradient descent on its six coefficients are those of
+  :func:`scale_by_mada` (see there for the full rule and every argument). Built as
+  ``optax.chain(scale_by_mada(learning_rate=learning_rate, ...),
+  optax.add_decayed_weights(weight_decay, mask), optax.scale_by_learning_rate(learning_rate))``;
+  weight decay does not depend on the coefficients, so it does not enter the hypergradient.
+
+  Args:
+    learning_rate: ``alpha_t``, a float or schedule (>= 0). Not learned.
+    b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, lion_b2, learn, hyper_lr,
+      hyper_momentum, hyper_clip, hyper_start, bounds, v_init, compat, mu_dtype: as in
+      :func:`scale_by_mada` (same defaults).
+    weight_decay: decoupled decay ``lambda`` (>= 0). Default 0; the reference GPT-2 runs used
+      0.1 on tensors with ``ndim >= 2`` only: pass ``mask=lambda p: jax.tree.map(lambda x:
+      x.ndim >= 2, p)`` to reproduce that.
+    mask: pytree of bools (or a callable returning one) selecting the params to decay.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, optzoo
+    >>> params = jnp.array([1.0, -2.0])
+    >>> tx = optzoo.mada(learning_rate=1e-2, learn=("b1", "b2"))
+    >>> state = tx.init(params)
+    >>> grads = jax.grad(lambda p: jnp.sum(p ** 2))(params)
+    >>> updates, state = tx.update(grads, state, params)
+    >>> params = optax.apply_updates(params, updates)
+
+  Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
+  arXiv 2401.08893 (ICML 2024).
+  """
+  _checks.check_learning_rate(learning_rate)
+  _checks.check_range("weight_decay", weight_decay, 0.0)
+  return optax.chain(
+      scale_by_mada(
+          learning_rate=learning_rate, b1=b1, b2=b2, b3=b3, rho=rho, c=c, gamma=gamma, eps=eps,
+          eps_root=eps_root, lion_b1=lion_b1, lion_b2=lion_b2, learn=learn, hyper_lr=hyper_lr,
+          hyper_momentum=hyper_momentum, hyper_clip=hyper_clip, hyper_start=hyper_start,
+          bounds=bounds, v_init=v_init, compat=compat, mu_dtype=mu_dtype),
+      optax.add_decayed_weights(weight_decay, mask),
+      optax.scale_by_learning_rate(learning_rate),
+  )
