@@ -1,0 +1,369 @@
+"""AdaHessian: Adam with a Hutchinson Hessian-diagonal second moment (Yao et al., arXiv 2006.00719).
+
+The curvature comes from a Hessian-vector product of the objective, which ``update`` takes as
+the ``obj_fn`` keyword (params -> scalar loss), exactly like ``optax.contrib.sophia``:
+
+    updates, state = tx.update(grads, state, params, obj_fn=lambda p: loss(p, batch))
+
+The update follows the authors' official code (spec section 2 of ``adahessian.md``): the
+Hessian-diagonal moment is built from ``|H z|`` (spatially averaged), eps sits outside the
+power, weight decay is decoupled, and the Hessian can be refreshed every ``update_every`` steps
+(skipped steps do not compute the HVP: ``lax.cond``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from optax._src import numerics
+
+from optzoo import _checks, curvature
+
+AVERAGING_MODES = ("official", "none", "fan_in")
+
+
+class ScaleByAdaHessianState(NamedTuple):
+  """State of :func:`scale_by_adahessian`.
+
+  Attributes:
+    count: int32 step counter (``optax.safe_increment``); bias corrections use it.
+    mu: EMA of the gradients (dtype ``mu_dtype``, default the params').
+    nu: EMA of the squared averaged curvature ``D * D`` (dtype ``nu_dtype``).
+    hessian_diag: the last averaged ``|diag H|`` estimate ``D``, reused between refreshes;
+      ``None`` when ``update_every == 1`` (nothing to cache).
+    key: raw ``uint32[2]`` PRNG key of the Hutchinson probes, split at every refresh.
+  """
+
+  count: jax.Array
+  mu: optax.Updates
+  nu: optax.Updates
+  hessian_diag: optax.Updates | None
+  key: jax.Array
+
+
+def _as_raw_key(key: Any) -> jax.Array:
+  """An int seed or a raw ``uint32[2]`` key (a typed key is converted to its raw data)."""
+  if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+    return jax.random.PRNGKey(int(key))
+  arr = key
+  if hasattr(arr, "dtype") and jax.dtypes.issubdtype(arr.dtype, jax.dtypes.prng_key):
+    arr = jax.random.key_data(arr)
+  arr = jnp.asarray(arr)
+  if arr.shape == ():
+    return jax.random.PRNGKey(arr)
+  if arr.shape != (2,) or arr.dtype != jnp.uint32:
+    raise TypeError(
+        f"key must be an int seed or a raw jax.random.PRNGKey (uint32[2]); got shape "
+        f"{arr.shape} dtype {arr.dtype}.")
+  return arr
+
+
+def _window_axes(ndim: int) -> tuple[int, ...]:
+  """Axes of a Flax/Haiku conv kernel's window: all but the last two (in, out)."""
+  return tuple(range(ndim - 2)) if ndim >= 3 else ()
+
+
+def block_mean(x: jax.Array, block_size: int, axis: int = 0) -> jax.Array:
+  """Mean over contiguous blocks of ``block_size`` along ``axis``, broadcast back to ``x.shape``.
+
+  >>> import jax.numpy as jnp
+  >>> block_mean(jnp.array([[1.0], [3.0], [5.0], [7.0]]), 2).ravel().tolist()
+  [2.0, 2.0, 6.0, 6.0]
+  """
+  axis = axis % x.ndim
+  n = x.shape[axis]
+  if n % block_size:
+    raise ValueError(
+        f"averaging block size {block_size} does not divide axis {axis} of length {n} "
+        f"(leaf shape {tuple(x.shape)}); pick a divisor or pass a callable averaging.")
+  shape = x.shape[:axis] + (n // block_size, block_size) + x.shape[axis + 1:]
+  m = jnp.mean(x.reshape(shape), axis=axis + 1, keepdims=True)
+  return jnp.broadcast_to(m, shape).reshape(x.shape)
+
+
+def average_curvature(d: jax.Array, averaging: Any, path: Any = ()) -> jax.Array:
+  """Spatial averaging of one leaf's ``|H z|`` (spec section 4), broadcast to the leaf's shape.
+
+  ``averaging``:
+    * ``"official"`` (default): no averaging for ``ndim <= 2`` (biases, dense kernels,
+      embeddings); a conv kernel ``(*window, in, out)`` (Flax/Haiku layout) is averaged over
+      its window axes, e.g. ``(kh, kw)`` for a 2-D conv. This is the authors' CIFAR code.
+    * ``"none"``: no averaging.
+    * ``"fan_in"``: as official, and a 2-D dense kernel ``(in, out)`` is averaged over axis 0
+      (its fan-in, one value per output unit).
+    * an int ``b``: as official, and a 2-D kernel is averaged over contiguous blocks of ``b``
+      along axis 0 (fairseq's IWSLT setting is ``b = 32``); the length must divide.
+    * a callable ``(path, leaf) -> averaged leaf`` for anything else (per-leaf overrides).
+  """
+  if callable(averaging):
+    return averaging(path, d)
+  if averaging == "none" or d.ndim == 0:
+    return d
+  if d.ndim == 2 and averaging == "fan_in":
+    return jnp.broadcast_to(jnp.mean(d, axis=0, keepdims=True), d.shape)
+  if d.ndim == 2 and isinstance(averaging, (int, np.integer)):
+    return block_mean(d, int(averaging), axis=0)
+  axes = _window_axes(d.ndim)
+  if not axes:
+    return d
+  return jnp.broadcast_to(jnp.mean(d, axis=axes, keepdims=True), d.shape)
+
+
+def _check_averaging(averaging: Any) -> None:
+  if callable(averaging):
+    return
+  if isinstance(averaging, (int, np.integer)) and not isinstance(averaging, bool):
+    _checks.check_int("averaging", int(averaging), 1)
+    return
+  if averaging not in AVERAGING_MODES:
+    raise ValueError(
+        f"averaging={averaging!r} is not one of {AVERAGING_MODES}, a positive int block size, "
+        "or a callable (path, leaf) -> averaged leaf.")
+
+
+def _default_nu_dtype(dtype) -> jnp.dtype:
+  dtype = jnp.dtype(dtype)
+  # D * D underflows in 16-bit floats: keep the curvature moment in float32 for them.
+  return jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
+
+
+_MISSING_OBJ_FN = (
+    "scale_by_adahessian needs the objective to compute Hessian-vector products: pass it as "
+    "the obj_fn keyword of update, a function params -> scalar loss on the SAME minibatch as "
+    "the gradients, e.g.\n"
+    "    loss, grads = jax.value_and_grad(loss_fn)(params, batch)\n"
+    "    updates, state = tx.update(grads, state, params,\n"
+    "                               obj_fn=lambda p: loss_fn(p, batch))\n"
+    "(or pass hvp_fn=z -> H z, or a precomputed hessian_diag=z * H z).")
+
+
+def scale_by_adahessian(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-4,
+    hessian_power: float = 1.0,
+    update_every: int = 1,
+    averaging: Any = "official",
+    key: Any = 0,
+    n_samples: int = 1,
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""AdaHessian's learning-rate-free direction: momentum over a Hessian-diagonal RMS.
+
+  With :math:`t` the 1-based step, :math:`z` a Rademacher probe (independent per leaf) and
+  :math:`A` the per-leaf spatial average (``averaging``):
+
+  .. math::
+    D_t = A(|H_t z|) \text{ on refresh steps } (t-1 \equiv 0 \bmod \text{update\_every}),
+      \text{ else } D_{t-1},\\
+    m_t = b_1 m_{t-1} + (1-b_1) g_t,\qquad v_t = b_2 v_{t-1} + (1-b_2) D_t^2,\\
+    u_t = \frac{m_t / (1-b_1^t)}{\bigl(v_t / (1-b_2^t)\bigr)^{k/2} + \epsilon}.
+
+  ``|H z|`` equals ``|z * H z|`` (Hutchinson's diagonal estimate) because ``z = +-1``. The
+  bias corrections count optimizer steps, not refreshes. On skipped steps the cached
+  :math:`D` is reused and still enters :math:`v` (davda54/timm semantics) and no HVP is
+  computed (``lax.cond``). eps is outside the power, as in the official code (the paper's
+  Algorithm 1 has no eps).
+
+  ``update(updates, state, params, *, obj_fn=None, hvp_fn=None, hessian_diag=None)``: one of
+  ``obj_fn`` (params -> scalar loss, the same minibatch loss as the gradients; the HVP is
+  ``jax.jvp(jax.grad(obj_fn), (params,), (z,))``), ``hvp_fn`` (z -> H z at params) or
+  ``hessian_diag`` (a precomputed ``z * H z``, e.g. from
+  :func:`optzoo.curvature.value_grad_and_hutchinson` with your own key) is required; a
+  missing one is a ``TypeError`` that shows how to pass ``obj_fn``. Other keywords are ignored.
+
+  Args:
+    b1: EMA rate of the gradients, in [0, 1). Default 0.9 (paper).
+    b2: EMA rate of the squared curvature, in [0, 1). Default 0.999 (paper).
+    eps: added to the denominator, >= 0, in curvature units. Default 1e-4 (official code; the
+      paper's algorithm has none).
+    hessian_power: k in [0, 1]. Default 1 (paper); 0.5 in torch_optimizer. Changing it needs
+      a new learning rate.
+    update_every: refresh the Hessian estimate every this many steps (static int >= 1).
+      Default 1 (paper); davda54/timm call it ``update_each``.
+    averaging: ``"official"`` (default), ``"none"``, ``"fan_in"``, an int block size, or a
+      callable ``(path, leaf) -> leaf``; see :func:`average_curvature`.
+    key: int seed or raw ``jax.random.PRNGKey`` of the probes (kept in the state; same key,
+      same trajectory). Default 0.
+    n_samples: Hutchinson probes per refresh (static int >= 1); the signed ``z * H z`` are
+      averaged before the absolute value. Default 1 (official code, authors' issue #23).
+    mu_dtype: dtype of ``m``; ``None`` keeps the params' dtype.
+    nu_dtype: dtype of ``v`` and the cached ``D``; ``None`` is float32 for 16-bit params
+      (``D * D`` underflows in fp16) and the params' dtype otherwise.
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``; updates have the gradients' dtype.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, optzoo
+    >>> loss = lambda p: jnp.sum(jnp.array([1.0, 100.0]) * p ** 2)
+    >>> tx = optax.chain(optzoo.scale_by_adahessian(b1=0.0, b2=0.0, eps=0.0), optax.scale(-1.0))
+    >>> params = jnp.array([1.0, 1.0])
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(jax.grad(loss)(params), state, params, obj_fn=loss)
+    >>> optax.apply_updates(params, updates).tolist()   # a Newton step on a separable quadratic
+    [0.0, 0.0]
+
+  Reference: Yao et al., ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning,
+  AAAI 2021, arXiv 2006.00719.
+  """
+  _checks.check_beta("b1", b1)
+  _checks.check_beta("b2", b2)
+  _checks.check_range("eps", eps, 0.0)
+  _checks.check_range("hessian_power", hessian_power, 0.0, 1.0)
+  update_every = _checks.check_int("update_every", update_every, 1)
+  n_samples = _checks.check_int("n_samples", n_samples, 1)
+  _check_averaging(averaging)
+  raw_key = _as_raw_key(key)
+  mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
+  nu_dtype = None if nu_dtype is None else jnp.dtype(nu_dtype)
+
+  def nu_dtype_for(p):
+    return nu_dtype if nu_dtype is not None else _default_nu_dtype(p.dtype)
+
+  def init_fn(params):
+    for path, p in jax.tree_util.tree_leaves_with_path(params):
+      if not jnp.issubdtype(p.dtype, jnp.floating):
+        raise TypeError(
+            f"scale_by_adahessian: param {jax.tree_util.keystr(path)} has dtype {p.dtype}; "
+            "Hutchinson probes need float leaves (mask integer leaves out with optax.masked).")
+      if isinstance(averaging, (int, np.integer)) and len(p.shape) == 2:
+        jax.eval_shape(lambda x: block_mean(x, int(averaging)), p)  # raises if it does not divide
+    mu = optax.tree.zeros_like(params, dtype=mu_dtype)
+    nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=nu_dtype_for(p)), params)
+    cache = None
+    if update_every > 1:
+      cache = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=nu_dtype_for(p)), params)
+    return ScaleByAdaHessianState(
+        count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, hessian_diag=cache, key=raw_key)
+
+  def update_fn(updates, state, params=None, *, obj_fn=None, hvp_fn=None, hessian_diag=None,
+                **extra_args):
+    del extra_args
+    _checks.check_same_structure(updates, params)
+    if obj_fn is None and hvp_fn is None and hessian_diag is None:
+      raise TypeError(_MISSING_OBJ_FN)
+    if hessian_diag is None and hvp_fn is None and params is None:
+      raise ValueError("scale_by_adahessian: update needs params to evaluate obj_fn's "
+                       "Hessian-vector product: tx.update(grads, state, params, obj_fn=...).")
+
+    def estimate(key):
+      """(new key, averaged |diag H| estimate D in nu's dtypes)."""
+      key, sub = jax.random.split(key)
+      if hessian_diag is not None:
+        est = hessian_diag
+      else:
+        base = params if params is not None else updates
+        est = None
+        for k in curvature._sample_keys(sub, n_samples):  # noqa: SLF001 - shared helper
+          z = curvature.rademacher_like(k, base)
+          hz = hvp_fn(z) if hvp_fn is not None else curvature.hvp(obj_fn, params, z)
+          zhz = jax.tree.map(jnp.multiply, z, hz)
+          est = zhz if est is None else jax.tree.map(jnp.add, est, zhz)
+        if n_samples > 1:
+          est = jax.tree.map(lambda e: e / n_samples, est)
+      d = jax.tree_util.tree_map_with_path(
+          lambda path, e, v: average_curvature(jnp.abs(e).astype(v.dtype), averaging, path),
+          est, state.nu)
+      return key, d
+
+    if update_every == 1:
+      key, d = estimate(state.key)
+      cache = None
+    else:
+      refresh = state.count % update_every == 0
+      key, d = jax.lax.cond(refresh, estimate, lambda k: (k, state.hessian_diag), state.key)
+      cache = d
+
+    count = numerics.safe_increment(state.count)
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
+    nu = jax.tree.map(lambda v, dd: (b2 * v + (1.0 - b2) * (dd * dd)).astype(v.dtype), state.nu, d)
+    t = count.astype(jnp.float32)
+    bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
+    bc2 = 1.0 - jnp.asarray(b2, jnp.float32) ** t
+    k = jnp.asarray(hessian_power, jnp.float32)
+
+    def direction(g, m, v):
+      ct = jnp.promote_types(v.dtype, jnp.float32)
+      rms = jnp.sqrt(v.astype(ct) / bc2.astype(ct))
+      # exact for the default k = 1 (keeps loss-scale invariance bitwise); pow otherwise
+      denom = jnp.where(k == 1.0, rms, rms ** k.astype(ct)) + jnp.asarray(eps, ct)
+      return ((m.astype(ct) / bc1.astype(ct)) / denom).astype(g.dtype)
+
+    new_updates = jax.tree.map(direction, updates, mu, nu)
+    return new_updates, ScaleByAdaHessianState(
+        count=count, mu=mu, nu=nu, hessian_diag=cache, key=key)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def adahessian(
+    learning_rate: optax.ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-4,
+    weight_decay: optax.ScalarOrSchedule = 0.0,
+    hessian_power: float = 1.0,
+    update_every: int = 1,
+    averaging: Any = "official",
+    key: Any = 0,
+    mask: Any | Callable[[optax.Params], Any] | None = None,
+    n_samples: int = 1,
+    mu_dtype: Any | None = None,
+    nu_dtype: Any | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""AdaHessian with decoupled weight decay; ``update`` needs ``obj_fn=`` (params -> loss).
+
+  .. math::
+    \theta_t = \theta_{t-1} - \eta_t\Bigl(\frac{\hat m_t}{\hat v_t^{k/2} + \epsilon}
+      + \lambda\,\theta_{t-1}\Bigr)
+
+  with :math:`\hat m_t, \hat v_t` from :func:`scale_by_adahessian`. Built as
+  ``optax.chain(scale_by_adahessian(...), optax.add_decayed_weights(weight_decay, mask),
+  optax.scale_by_learning_rate(learning_rate))``: every reference implementation decays
+  outside the preconditioner with the current learning rate. (The authors' CIFAR script passes
+  ``wd / lr0``: to reproduce it use ``weight_decay = 5e-4 / 0.15``.)
+
+  Args:
+    learning_rate: step size or schedule (>= 0). Paper (CIFAR): 0.15 with step decay.
+    b1: gradient EMA rate, in [0, 1). Default 0.9 (paper).
+    b2: curvature EMA rate, in [0, 1). Default 0.999 (paper).
+    eps: denominator offset (>= 0). Default 1e-4 (official code).
+    weight_decay: decoupled decay (>= 0). Default 0; the paper's CIFAR runs use 5e-4 / 0.15.
+    hessian_power: k in [0, 1]. Default 1 (paper).
+    update_every: Hessian refresh period (static int). Default 1 (paper refreshes every step).
+    averaging: spatial averaging of ``|H z|``; default ``"official"`` (conv windows only).
+    key: probe seed (int or raw PRNG key). Default 0.
+    mask: pytree of bools (or callable) selecting params to decay.
+    n_samples: probes per refresh (static int). Default 1 (official).
+    mu_dtype: dtype of the gradient EMA; ``None`` keeps the params'.
+    nu_dtype: dtype of the curvature EMA; ``None`` is float32 for 16-bit params.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, optzoo
+    >>> loss = lambda p: jnp.sum((p - 1.0) ** 2) + jnp.sum(p[0] * p[1])
+    >>> params = jnp.zeros(2)
+    >>> tx = optzoo.adahessian(learning_rate=0.15)
+    >>> state = tx.init(params)
+    >>> for _ in range(3):
+    ...   updates, state = tx.update(jax.grad(loss)(params), state, params, obj_fn=loss)
+    ...   params = optax.apply_updates(params, updates)
+
+  Reference: Yao et al., ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning,
+  AAAI 2021, arXiv 2006.00719.
+  """
+  _checks.check_learning_rate(learning_rate)
+  _checks.check_range("weight_decay", weight_decay, 0.0)
+  return optax.chain(
+      scale_by_adahessian(b1=b1, b2=b2, eps=eps, hessian_power=hessian_power,
+                          update_every=update_every, averaging=averaging, key=key,
+                          n_samples=n_samples, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+      optax.add_decayed_weights(weight_decay, mask),
+      optax.scale_by_learning_rate(learning_rate),
+  )
