@@ -113,6 +113,15 @@ def registry_pairs() -> list[Pair]:
 # Comparisons that need their own configuration or setup. Append Pair(...) here.
 EXTRA_PAIRS: list[Pair] = []
 
+# MADA learning only (b1, b2) (HyperAdam): the other four coefficients are trimmed away.
+EXTRA_PAIRS.append(Pair(
+    label="mada (learn b1, b2) vs optax.adam",
+    build=update_only_build(
+        lambda: registry.get("mada").factory(learning_rate=1e-3, learn=("b1", "b2")),
+        lambda: optax.adam(1e-3)),
+    target=2.0,
+))
+
 # Targets named in the issues, keyed by label (registry pairs look theirs up here too).
 TARGETS: dict[str, float] = {}
 

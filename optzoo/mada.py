@@ -109,6 +109,120 @@ def _safe_sqrt(x):
   return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
+def _forward(kap, g, m, v, vb, n, gp, ell, *, t, first, use_b3, use_c, use_rho, use_gamma,
+             reference, eps, eps_root, lion_b1, lion_b2):
+  """One MADA step on one leaf with coefficients ``kap``: ``(u, intermediates)``.
+
+  Trimmed quantities (``use_* = False``) are skipped; their arrays may be None. Pure
+  function of its inputs; ``jax.jvp`` of ``u`` in a coefficient gives the tangents that
+  :func:`_tangents` computes in closed form (the tests check this).
+  """
+  k_b1, k_b2, k_b3, k_rho, k_c, k_gamma = kap
+  f: dict[str, Any] = {"g": g, "m_prev": m, "v_prev": v}
+  if use_b3:
+    if reference:  # P1, P2: the stored previous gradient is zero; n_0 = g_1^2
+      d = g
+      n_prev = jnp.where(first, g * g, n)
+    else:  # real difference, d_1 = 0, n_0 = 0
+      d = jnp.where(first, jnp.zeros_like(g), g - gp)
+      n_prev = n
+    gh = g + k_b3 * d
+    f.update(d=d, n_prev=n_prev)
+  else:
+    gh = g
+  gh2 = gh * gh
+  f["gh"] = gh
+  if use_c:
+    sigma = jnp.sign(gh2 - v)
+    q = k_c * gh2 + (1.0 - k_c) * (v + sigma * gh2)
+    f["sigma"] = sigma
+  else:
+    q = gh2
+  f["q"] = q
+  m_new = k_b1 * m + (1.0 - k_b1) * g
+  v_new = k_b2 * v + (1.0 - k_b2) * q
+  bc1 = 1.0 - k_b1**t
+  bc2 = 1.0 - k_b2**t
+  num = m_new / bc1
+  n_new = None
+  if use_b3:
+    n_new = k_b3 * n_prev + (1.0 - k_b3) * d
+    num = num + k_b3 * n_new
+  vb_new = None
+  if use_rho:
+    vb_new = vb + (v_new - vb) / t
+    # the reference detaches vbar inside vhat (spec section 3)
+    vmix = k_rho * v_new + (1.0 - k_rho) * jax.lax.stop_gradient(vb_new)
+  else:
+    vmix = v_new
+  r = _safe_sqrt(vmix / bc2 + eps_root)
+  inv_d = 1.0 / (r + eps)
+  # Materialize the shared intermediates once: XLA would otherwise recompute the sqrt and
+  # divisions inside every consumer (update, new state, each tangent).
+  m_new, v_new, r, inv_d = jax.lax.optimization_barrier((m_new, v_new, r, inv_d))
+  adapt = num * inv_d
+  u = adapt
+  ell_new = None
+  if use_gamma:
+    ell_new = lion_b2 * ell + (1.0 - lion_b2) * g
+    s = jnp.sign(lion_b1 * (ell_new if reference else ell) + (1.0 - lion_b1) * g)
+    u = k_gamma * adapt + (1.0 - k_gamma) * s
+    f["s"] = s
+  f.update(m=m_new, v=v_new, n=n_new, vb=vb_new, ell=ell_new, vmix=vmix, r=r, inv_d=inv_d,
+           num=num, adapt=adapt, bc1=bc1, bc2=bc2)
+  return u, f
+
+
+def _tangents(kap, f, t, learned_idx, *, use_b3, use_c, use_rho, use_gamma, **unused):
+  """Closed-form ``du/dkappa_k`` for ``k`` in ``learned_idx`` (spec section 3).
+
+  ``F = -gamma * N / (2 D^2 R B2)`` is the derivative of ``u`` in ``vmix`` (zero where
+  ``R = 0``, the safe-sqrt convention); every tangent is a few multiply-adds on the
+  intermediates of :func:`_forward`.
+  """
+  del unused
+  if not learned_idx:
+    return []
+  k_b1, k_b2, k_b3, k_rho, k_c, k_gamma = kap
+  inv_d = f["inv_d"]
+  gd = k_gamma * inv_d if use_gamma else inv_d
+  r = f["r"]
+  need_f = any(i in learned_idx for i in (1, 2, 3, 4))
+  if need_f:
+    pos = r > 0
+    big_f = jnp.where(pos, -0.5 * gd * f["adapt"] / jnp.where(pos, r, 1.0), 0.0) / f["bc2"]
+  rho = k_rho if use_rho else 1.0
+  out = []
+  for i in learned_idx:
+    if i == 0:  # b1: m_t and the bias correction 1 - b1^t
+      dbc = t * k_b1 ** (t - 1.0)
+      out.append(gd * ((f["m_prev"] - f["g"]) + f["m"] * dbc / f["bc1"]) / f["bc1"])
+    elif i == 1:  # b2: v_t and the bias correction 1 - b2^t
+      dbc = t * k_b2 ** (t - 1.0)
+      out.append(big_f * (rho * (f["v_prev"] - f["q"]) + f["vmix"] * dbc / f["bc2"]))
+    elif i == 2:  # b3: n_t, its weight in N, and ghat inside q
+      if use_b3:
+        d, gh = f["d"], f["gh"]
+        dn = f["n"] + k_b3 * (f["n_prev"] - d)
+        dq = 2.0 * gh * d
+        if use_c:
+          dq = dq * (k_c + (1.0 - k_c) * f["sigma"])
+        out.append(gd * dn + big_f * (rho * (1.0 - k_b2)) * dq)
+      else:
+        out.append(jnp.zeros_like(f["m"]))
+    elif i == 3:  # rho: the mixture of v and vbar
+      out.append(big_f * (f["v"] - f["vb"]) if use_rho else jnp.zeros_like(f["m"]))
+    elif i == 4:  # c: square vs Yogi rule
+      if use_c:
+        gh2 = f["gh"] * f["gh"]
+        out.append(big_f * (rho * (1.0 - k_b2)) * (gh2 - f["v_prev"] - f["sigma"] * gh2))
+      else:
+        out.append(jnp.zeros_like(f["m"]))
+    else:  # gamma: adaptive direction vs Lion sign
+      out.append(f["adapt"] - f["s"] if use_gamma else jnp.zeros_like(f["m"]))
+  return out
+
+
 def scale_by_mada(
     learning_rate: optax.ScalarOrSchedule = 1.0,
     b1: float = 0.9,
@@ -315,63 +429,20 @@ def scale_by_mada(
     first = state.count == 0
     lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
     lr = jnp.asarray(lr, cd)
+    flags = dict(use_b3=use_b3, use_c=use_c, use_rho=use_rho, use_gamma=use_gamma,
+                 reference=reference, eps=eps, eps_root=eps_root, lion_b1=lion_b1,
+                 lion_b2=lion_b2)
 
     def leaf(g, m, v, vb, n, gp, ell):
-      gc = g.astype(cd) if cd == jnp.float64 else g
-
-      def direction(kap):
-        k_b1, k_b2, k_b3, k_rho, k_c, k_gamma = kap
-        if use_b3:
-          if reference:
-            d = gc
-            n_prev = jnp.where(first, gc * gc, n)
-          else:
-            d = jnp.where(first, jnp.zeros_like(gc), gc - gp)
-            n_prev = n
-          gh = gc + k_b3 * d
-        else:
-          gh = gc
-        gh2 = gh * gh
-        if use_c:
-          q = k_c * gh2 + (1.0 - k_c) * (v + jnp.sign(gh2 - v) * gh2)
-        else:
-          q = gh2
-        m_new = k_b1 * m + (1.0 - k_b1) * gc
-        v_new = k_b2 * v + (1.0 - k_b2) * q
-        num = m_new / (1.0 - k_b1**t)
-        if use_b3:
-          n_new = k_b3 * n_prev + (1.0 - k_b3) * d
-          num = num + k_b3 * n_new
-        else:
-          n_new = None
-        if use_rho:
-          vb_new = vb + (v_new - vb) / t
-          vmix = k_rho * v_new + (1.0 - k_rho) * jax.lax.stop_gradient(vb_new)
-        else:
-          vb_new = None
-          vmix = v_new
-        u = num / (_safe_sqrt(vmix / (1.0 - k_b2**t) + eps_root) + eps)
-        if use_gamma:
-          ell_new = lion_b2 * ell + (1.0 - lion_b2) * gc
-          s = jnp.sign(lion_b1 * (ell_new if reference else ell) + (1.0 - lion_b1) * gc)
-          u = k_gamma * u + (1.0 - k_gamma) * s
-        else:
-          ell_new = None
-        return u, (m_new, v_new, vb_new, n_new, ell_new)
-
       kap = [coeffs[i] for i in range(6)]
-      u, (m_new, v_new, vb_new, n_new, ell_new) = direction(kap)
-      tangents = []
-      for i in learned_idx:
-        def along(x, i=i):
-          k = list(kap)
-          k[i] = x
-          return direction(k)[0]
-
-        tangents.append(jax.jvp(along, (kap[i],), (jnp.ones_like(kap[i]),))[1].astype(g.dtype))
+      u, f = _forward(kap, g.astype(cd) if cd == jnp.float64 else g, m, v, vb, n, gp, ell,
+                      t=t, first=first, **flags)
+      tangents = _tangents(kap, f, t, learned_idx, **flags)
+      tangents = [x.astype(g.dtype) for x in tangents]
       cast = lambda x, ref: None if x is None else x.astype(ref.dtype)  # noqa: E731
-      return (u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype), cast(vb_new, vb),
-              cast(n_new, n), None if gp is None else g, cast(ell_new, ell), tangents)
+      return (u.astype(g.dtype), f["m"].astype(m.dtype), f["v"].astype(v.dtype),
+              cast(f["vb"], vb), cast(f["n"], n), None if gp is None else g, cast(f["ell"], ell),
+              tangents)
 
     outs = [leaf(*args) for args in zip(g_leaves, leaves(state.mu), leaves(state.nu),
                                          leaves(state.nu_avg), leaves(state.diff_mu),
