@@ -247,7 +247,9 @@ def metaoptimize(
       size, as the paper's main runs), ``'per_leaf'`` (one per parameter array),
       ``'per_weight'`` (one per weight, IDBD-style), or label-defined blocks: a pytree with
       the params' structure (or a prefix of it) of hashable labels, or a callable
-      ``params -> labels``; one step size per distinct label (keyed ``str(label)``).
+      ``params -> labels``; one step size per distinct label (keyed ``str(label)``). Under
+      ``optax.inject_hyperparams`` list it in ``static_args`` (a callable would otherwise be
+      taken for a schedule).
     weight_decay: decoupled decay :math:`\kappa \ge 0`, multiplied by :math:`\alpha` as in
       ``optax.adamw`` (float or schedule). Default 0.0 (paper's CIFAR/ImageNet runs: 0.1).
       When it is not a concrete 0, ``update`` needs ``params``.

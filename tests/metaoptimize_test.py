@@ -159,6 +159,17 @@ def test_step_size_100x_too_small_rises_and_beats_the_fixed_step():
     assert float(loss) < 0.01 * float(loss_fixed), (name, float(loss), float(loss_fixed))
 
 
+@pytest.mark.parametrize("meta", ["lion", "adam", "sgd"])
+def test_divergent_step_size_falls_and_the_run_recovers(meta):
+  """SGD on 0.5 w^2 diverges for alpha > 2; from alpha0 = 2.2 the step size must fall below 2."""
+  tx = metaoptimize(optax.identity(), 2.2, meta_learning_rate=1e-2, meta=meta)
+  _, states, params = _trajectory(tx, 200, {"w": jnp.array([1.0])},
+                                  lambda p: 0.5 * jnp.sum(p["w"] ** 2))
+  rates = [float(metaoptimize_learning_rates(s)) for s in states]
+  assert min(rates[:16]) < 2.0, rates[:16]
+  assert abs(float(params["w"][0])) < 1e-6
+
+
 @pytest.mark.parametrize("granularity", ["scalar", "per_leaf", "per_weight", LABELS])
 def test_lion_meta_moves_log_step_size_by_at_most_eta_and_stays_positive(granularity):
   eta = 0.02
