@@ -284,17 +284,17 @@ def scale_by_adahessian(
     mu = optax.tree.update_moment(updates, state.mu, b1, 1)
     mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
     nu = jax.tree.map(lambda v, dd: (b2 * v + (1.0 - b2) * (dd * dd)).astype(v.dtype), state.nu, d)
-    t = count.astype(jnp.float32)
-    bc1 = 1.0 - jnp.asarray(b1, jnp.float32) ** t
-    bc2 = 1.0 - jnp.asarray(b2, jnp.float32) ** t
-    k = jnp.asarray(hessian_power, jnp.float32)
 
     def direction(g, m, v):
       ct = jnp.promote_types(v.dtype, jnp.float32)
-      rms = jnp.sqrt(v.astype(ct) / bc2.astype(ct))
+      t = count.astype(ct)
+      bc1 = 1.0 - jnp.asarray(b1, ct) ** t
+      bc2 = 1.0 - jnp.asarray(b2, ct) ** t
+      k = jnp.asarray(hessian_power, ct)
+      rms = jnp.sqrt(v.astype(ct) / bc2)
       # exact for the default k = 1 (keeps loss-scale invariance bitwise); pow otherwise
-      denom = jnp.where(k == 1.0, rms, rms ** k.astype(ct)) + jnp.asarray(eps, ct)
-      return ((m.astype(ct) / bc1.astype(ct)) / denom).astype(g.dtype)
+      denom = jnp.where(k == 1.0, rms, rms**k) + jnp.asarray(eps, ct)
+      return ((m.astype(ct) / bc1) / denom).astype(g.dtype)
 
     new_updates = jax.tree.map(direction, updates, mu, nu)
     return new_updates, ScaleByAdaHessianState(

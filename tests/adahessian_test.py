@@ -1,0 +1,326 @@
+"""AdaHessian: closed forms, Newton step, invariances, probes, delayed refresh, averaging, errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import optzoo
+from optzoo import curvature, objectives
+from optzoo.adahessian import average_curvature, block_mean
+
+
+def _run(tx, loss, params, steps, extras=None):
+  """Jitted loop; returns (params per step, final state). ``extras(params)`` -> update kwargs."""
+  extras = extras or (lambda p: {"obj_fn": loss})
+
+  @jax.jit
+  def step(p, s):
+    u, s = tx.update(jax.grad(loss)(p), s, p, **extras(p))
+    return optax.apply_updates(p, u), s
+
+  state = tx.init(params)
+  traj = []
+  for _ in range(steps):
+    params, state = step(params, state)
+    traj.append(params)
+  return traj, state
+
+
+def _coupled_loss(p):
+  """Two same-shape leaves coupled through an off-diagonal Hessian block (non-separable)."""
+  x, y = p["x"], p["y"]
+  return (0.5 * jnp.sum(2.0 * x**2) + 0.5 * jnp.sum(3.0 * y**2) + 0.8 * jnp.sum(x * y)
+          + 0.1 * jnp.sum(jnp.cos(x)) + jnp.sum(x[:2] * y[2:]))
+
+
+# ----------------------------------------------------------------------------- closed forms
+def test_separable_quadratic_matches_closed_form_and_ignores_the_key():
+  """k=1, eps=0: v_hat = a^2 exactly, so theta_t / theta_0 is one sequence for every
+  curvature a_i: mu_t = b1 mu + (1-b1) r_{t-1}, r_t = r_{t-1} - lr mu_t / (1 - b1^t)."""
+  b1, b2, lr, steps = 0.9, 0.999, 0.1, 40
+  with jax.enable_x64(True):
+    a = jnp.asarray(np.logspace(-3, 3, 7))
+    loss = lambda th: 0.5 * jnp.sum(a * th**2)  # noqa: E731
+    th0 = jnp.asarray(np.linspace(-2.0, 3.0, 7))
+    trajs = {}
+    for key in (0, 7, 12345):
+      tx = optzoo.adahessian(lr, b1=b1, b2=b2, eps=0.0, key=key)
+      traj, _ = _run(tx, loss, th0, steps)
+      trajs[key] = np.stack([np.asarray(t) for t in traj])
+    np.testing.assert_array_equal(trajs[0], trajs[7])  # bitwise: |z a z| = a for any z
+    np.testing.assert_array_equal(trajs[0], trajs[12345])
+    mu, r, want = 0.0, 1.0, []
+    for t in range(1, steps + 1):
+      mu = b1 * mu + (1 - b1) * r
+      r = r - lr * mu / (1 - b1**t)
+      want.append(r)
+    np.testing.assert_allclose(trajs[0] / np.asarray(th0), np.array(want)[:, None] * np.ones(7),
+                               rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_betas_zero_lr_one_is_a_newton_step_on_separable_quadratics(dtype):
+  with jax.enable_x64(dtype == jnp.float64):
+    curv = {"w": jnp.asarray([[0.01, 1.0, 30.0], [2.0, 500.0, 0.3]], dtype),
+            "b": jnp.asarray([4.0, 0.02], dtype)}
+    center = {"w": jnp.asarray([[1.0, -2.0, 0.5], [3.0, 0.1, -1.0]], dtype),
+              "b": jnp.asarray([-0.7, 2.0], dtype)}
+
+    def loss(p):
+      return sum(jnp.sum(0.5 * c * (x - m) ** 2) for c, x, m in
+                 zip(jax.tree.leaves(curv), jax.tree.leaves(p), jax.tree.leaves(center)))
+
+    tx = optzoo.adahessian(1.0, b1=0.0, b2=0.0, eps=0.0, hessian_power=1.0)
+    (p1,), _ = _run(tx, loss, jax.tree.map(jnp.zeros_like, center), 1)
+    for k in center:
+      np.testing.assert_allclose(p1[k], center[k], rtol=1e-6 if dtype == jnp.float32 else 1e-14)
+
+
+def test_concave_direction_moves_downhill():
+  loss = lambda th: -0.5 * jnp.sum(th**2) + jnp.sum(th**4)  # noqa: E731
+  (p1,), _ = _run(optzoo.adahessian(0.1, eps=0.0), loss, jnp.array([0.1, -0.05]), 1)
+  assert float(loss(p1)) < float(loss(jnp.array([0.1, -0.05])))
+  assert bool(jnp.all(jnp.abs(p1) > jnp.array([0.1, 0.05])))
+
+
+# ----------------------------------------------------------------------------- invariances
+@pytest.mark.parametrize("name", ["rosenbrock", "coupled"])
+def test_scaling_the_loss_by_2_pow_10_leaves_the_trajectory_unchanged(name):
+  if name == "rosenbrock":
+    obj = objectives.get("rosenbrock")
+    loss, p0, lr = obj.loss, obj.init(), 0.5
+  else:
+    loss, lr = _coupled_loss, 0.3
+    p0 = {"x": jnp.linspace(-1.0, 1.0, 4), "y": jnp.linspace(2.0, 0.5, 4)}
+  scaled = lambda p: 2.0**10 * loss(p)  # noqa: E731
+  tx = optzoo.adahessian(lr, eps=0.0, key=3)
+  ta, _ = _run(tx, loss, p0, 30)
+  tb, _ = _run(tx, scaled, p0, 30)
+  for a, b in zip(ta, tb):
+    for la, lb in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      if name == "rosenbrock":  # polynomial: every operation scales exactly, so bitwise
+        np.testing.assert_array_equal(la, lb)
+      else:  # cos() and fused reductions may round one ulp differently
+        np.testing.assert_allclose(la, lb, rtol=1e-6, atol=1e-7)
+
+
+def test_same_key_same_trajectory_other_key_other_trajectory():
+  obj = objectives.get("rosenbrock")
+  a, _ = _run(optzoo.adahessian(0.5, key=1), obj.loss, obj.init(), 10)
+  b, _ = _run(optzoo.adahessian(0.5, key=1), obj.loss, obj.init(), 10)
+  c, _ = _run(optzoo.adahessian(0.5, key=jax.random.PRNGKey(2)), obj.loss, obj.init(), 10)
+  np.testing.assert_array_equal(a[-1], b[-1])
+  assert not np.array_equal(a[-1], c[-1])
+
+
+def test_same_shape_coupled_leaves_get_independent_probes():
+  """nu after one step with b2 = 0 is D^2 = (H z)^2. For x: (2 z_x + 0.8 z_y - ...)^2 takes
+  several values across entries; a probe shared by x and y would give z_x = z_y and a
+  single value on the entries without the extra cross term."""
+  n = 64
+  loss = lambda p: (0.5 * jnp.sum(2.0 * p["x"] ** 2) + 0.5 * jnp.sum(3.0 * p["y"] ** 2)  # noqa: E731
+                    + 0.8 * jnp.sum(p["x"] * p["y"]))
+  params = {"x": jnp.zeros(n), "y": jnp.zeros(n)}
+  _, state = _run(optzoo.adahessian(0.1, b2=0.0), loss, params, 1)
+  nu = optax.tree.get(state, "nu")
+  np.testing.assert_allclose(sorted(set(np.round(np.asarray(nu["x"]), 5).tolist())),
+                             [1.2**2, 2.8**2], rtol=1e-5)
+  np.testing.assert_allclose(sorted(set(np.round(np.asarray(nu["y"]), 5).tolist())),
+                             [2.2**2, 3.8**2], rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- reference
+def _reference(loss, params, steps, *, lr, b1, b2, eps, k, wd, every, key):
+  """Spec section 2 written out in NumPy-style JAX (eager, float64), one leaf at a time."""
+  key = jax.random.PRNGKey(key)
+  m = jax.tree.map(jnp.zeros_like, params)
+  v = jax.tree.map(jnp.zeros_like, params)
+  d = None
+  out = []
+  for count in range(steps):
+    t = count + 1
+    g = jax.grad(loss)(params)
+    if count % every == 0:
+      key, sub = jax.random.split(key)
+      z = curvature.rademacher_like(sub, params)
+      d = jax.tree.map(jnp.abs, curvature.hvp(loss, params, z))
+    m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+    v = jax.tree.map(lambda v, d: b2 * v + (1 - b2) * d * d, v, d)
+    params = jax.tree.map(
+        lambda p, m, v: p - lr * ((m / (1 - b1**t)) / ((v / (1 - b2**t)) ** (k / 2) + eps) + wd * p),
+        params, m, v)
+    out.append(params)
+  return out
+
+
+@pytest.mark.parametrize("every,k", [(1, 1.0), (3, 0.5)])
+def test_matches_the_spec_reference_step_by_step(every, k):
+  """Bias corrections over steps (not refreshes), eps outside the power, decoupled decay on the
+  pre-update params, cached D reused (and still fed to v) between refreshes."""
+  with jax.enable_x64(True):
+    p0 = {"x": jnp.linspace(-1.0, 1.0, 4), "y": jnp.linspace(2.0, 0.5, 4)}
+    hp = dict(lr=0.05, b1=0.8, b2=0.95, eps=1e-3, k=k, wd=0.1, every=every, key=4)
+    want = _reference(_coupled_loss, p0, 8, **hp)
+    tx = optzoo.adahessian(hp["lr"], b1=hp["b1"], b2=hp["b2"], eps=hp["eps"], hessian_power=k,
+                           weight_decay=hp["wd"], update_every=every, key=hp["key"])
+    got, _ = _run(tx, _coupled_loss, p0, 8)
+    for g, w in zip(got, want):
+      for name in p0:
+        np.testing.assert_allclose(g[name], w[name], rtol=1e-12, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------- delayed refresh
+def test_skipped_steps_compute_no_hvp():
+  calls = []
+  loss = _coupled_loss
+  p0 = {"x": jnp.linspace(-1.0, 1.0, 4), "y": jnp.linspace(2.0, 0.5, 4)}
+
+  def extras(p):
+    def hvp_fn(z):
+      jax.debug.callback(lambda: calls.append(1))
+      return curvature.hvp(loss, p, z)
+    return {"hvp_fn": hvp_fn}
+
+  traj, state = _run(optzoo.adahessian(0.1, update_every=3), loss, p0, 7, extras)
+  jax.effects_barrier()
+  assert len(calls) == 3  # steps 1, 4, 7 refresh
+  # hvp_fn gives the same trajectory as obj_fn
+  traj2, _ = _run(optzoo.adahessian(0.1, update_every=3), loss, p0, 7)
+  np.testing.assert_array_equal(traj[-1]["x"], traj2[-1]["x"])
+  assert int(optax.tree.get(state, "count")) == 7
+
+
+def test_cache_holds_between_refreshes_and_refresh_every_one_equals_default():
+  loss = _coupled_loss
+  p0 = {"x": jnp.linspace(-1.0, 1.0, 4), "y": jnp.linspace(2.0, 0.5, 4)}
+  tx = optzoo.adahessian(0.1, update_every=4)
+  state = tx.init(p0)
+  caches = []
+  params = p0
+  for _ in range(5):
+    u, state = tx.update(jax.grad(loss)(params), state, params, obj_fn=loss)
+    params = optax.apply_updates(params, u)
+    caches.append(optax.tree.get(state, "hessian_diag")["x"])
+  for i in (1, 2, 3):
+    np.testing.assert_array_equal(caches[i], caches[0])
+  assert not np.array_equal(caches[4], caches[0])
+  assert optax.tree.get(optzoo.adahessian(0.1).init(p0), "hessian_diag") is None
+  # On a separable quadratic D is the same at every point, so any refresh period agrees.
+  a = jnp.array([0.5, 2.0, 10.0])
+  sep = lambda th: 0.5 * jnp.sum(a * th**2)  # noqa: E731
+  t1, _ = _run(optzoo.adahessian(0.1), sep, jnp.ones(3), 12)
+  t5, _ = _run(optzoo.adahessian(0.1, update_every=5), sep, jnp.ones(3), 12)
+  np.testing.assert_array_equal(t1[-1], t5[-1])
+
+
+# ----------------------------------------------------------------------------- averaging
+def test_default_averaging_is_over_conv_windows_only():
+  rng = np.random.default_rng(0)
+  curv = {"conv": jnp.asarray(rng.uniform(0.5, 2.0, (3, 3, 2, 4)), jnp.float32),
+          "dense": jnp.asarray(rng.uniform(0.5, 2.0, (4, 5)), jnp.float32),
+          "bias": jnp.asarray(rng.uniform(0.5, 2.0, (5,)), jnp.float32)}
+  loss = lambda p: sum(jnp.sum(0.5 * curv[k] * p[k] ** 2) for k in p)  # noqa: E731
+  params = jax.tree.map(jnp.ones_like, curv)
+  _, state = _run(optzoo.adahessian(0.1, b2=0.0), loss, params, 1)
+  d = jax.tree.map(jnp.sqrt, optax.tree.get(state, "nu"))
+  np.testing.assert_allclose(d["conv"], jnp.broadcast_to(curv["conv"].mean((0, 1)), (3, 3, 2, 4)),
+                             rtol=1e-6)
+  np.testing.assert_allclose(d["dense"], curv["dense"], rtol=1e-6)
+  np.testing.assert_allclose(d["bias"], curv["bias"], rtol=1e-6)
+  # "none" keeps the conv kernel elementwise; "fan_in" averages the dense kernel over axis 0
+  _, state = _run(optzoo.adahessian(0.1, b2=0.0, averaging="none"), loss, params, 1)
+  np.testing.assert_allclose(jnp.sqrt(optax.tree.get(state, "nu")["conv"]), curv["conv"], rtol=1e-6)
+  _, state = _run(optzoo.adahessian(0.1, b2=0.0, averaging="fan_in"), loss, params, 1)
+  np.testing.assert_allclose(jnp.sqrt(optax.tree.get(state, "nu")["dense"]),
+                             jnp.broadcast_to(curv["dense"].mean(0), (4, 5)), rtol=1e-6)
+
+
+def test_block_and_callable_averaging():
+  x = jnp.arange(12.0).reshape(6, 2)
+  np.testing.assert_array_equal(average_curvature(x, 3), block_mean(x, 3, axis=0))
+  np.testing.assert_array_equal(block_mean(x, 3)[:, 0], [2.0, 2.0, 2.0, 8.0, 8.0, 8.0])
+  np.testing.assert_array_equal(average_curvature(x[:, 0], 3), x[:, 0])  # vectors: untouched
+  with pytest.raises(ValueError, match="does not divide"):
+    block_mean(x, 4)
+  with pytest.raises(ValueError, match="does not divide"):
+    optzoo.adahessian(0.1, averaging=4).init({"w": jnp.zeros((6, 2))})
+  seen = []
+
+  def custom(path, leaf):
+    seen.append(jax.tree_util.keystr(path))
+    return jnp.full_like(leaf, 2.0) if "w" in jax.tree_util.keystr(path) else leaf
+
+  loss = lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2)  # noqa: E731
+  _, state = _run(optzoo.adahessian(0.1, b2=0.0, averaging=custom), loss,
+                  {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}, 1)
+  assert sorted(set(seen)) == ["['b']", "['w']"]
+  np.testing.assert_array_equal(optax.tree.get(state, "nu")["w"], jnp.full((2, 2), 4.0))
+
+
+# ----------------------------------------------------------------------------- API and errors
+def test_missing_obj_fn_is_a_clear_error():
+  tx = optzoo.adahessian(0.1)
+  params = jnp.ones(3)
+  with pytest.raises(TypeError) as err:
+    tx.update(params, tx.init(params), params)
+  msg = str(err.value)
+  assert "obj_fn" in msg and "obj_fn=lambda p: loss_fn(p, batch)" in msg and "tx.update(" in msg
+
+
+def test_hessian_diag_keyword_uses_the_given_estimate():
+  a = jnp.array([0.5, 2.0, 10.0])
+  loss = lambda th: 0.5 * jnp.sum(a * th**2)  # noqa: E731
+  t_obj, _ = _run(optzoo.adahessian(0.1), loss, jnp.ones(3), 5)
+  t_diag, _ = _run(optzoo.adahessian(0.1), loss, jnp.ones(3), 5,
+                   lambda p: {"hessian_diag": -a})  # sign is irrelevant: |.| is used
+  np.testing.assert_array_equal(t_obj[-1], t_diag[-1])
+
+
+def test_bf16_params_keep_float32_curvature_moment():
+  params = {"w": jnp.ones((3, 2), jnp.bfloat16)}
+  loss = lambda p: jnp.sum(p["w"].astype(jnp.float32) ** 2)  # noqa: E731
+  tx = optzoo.adahessian(0.1)
+  state = tx.init(params)
+  u, state = tx.update(jax.grad(loss)(params), state, params, obj_fn=loss)
+  assert u["w"].dtype == jnp.bfloat16
+  assert optax.tree.get(state, "nu")["w"].dtype == jnp.float32
+  assert optax.tree.get(state, "mu")["w"].dtype == jnp.bfloat16
+  with pytest.raises(TypeError, match="float leaves"):
+    tx.init({"i": jnp.zeros(3, jnp.int32)})
+
+
+@pytest.mark.parametrize("kwargs,exc,name", [
+    ({"hessian_power": 1.5}, ValueError, "hessian_power"),
+    ({"hessian_power": -0.1}, ValueError, "hessian_power"),
+    ({"b1": 1.0}, ValueError, "b1"),
+    ({"b2": -0.1}, ValueError, "b2"),
+    ({"eps": -1e-4}, ValueError, "eps"),
+    ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+    ({"update_every": 0}, ValueError, "update_every"),
+    ({"update_every": 2.0}, TypeError, "update_every"),
+    ({"n_samples": 0}, ValueError, "n_samples"),
+    ({"averaging": "bogus"}, ValueError, "averaging"),
+    ({"key": jnp.zeros(3)}, TypeError, "key"),
+])
+def test_validation(kwargs, exc, name):
+  with pytest.raises(exc, match=name):
+    optzoo.adahessian(0.1, **kwargs)
+
+
+@settings(max_examples=6, deadline=None)
+@given(n_samples=st.integers(1, 3), key=st.integers(0, 1000))
+def test_n_samples_averages_signed_estimates(n_samples, key):
+  """With b2 = 0, nu = (mean_s z_s * H z_s)^2, averaged before the absolute value."""
+  loss = _coupled_loss
+  p0 = {"x": jnp.linspace(-1.0, 1.0, 4), "y": jnp.linspace(2.0, 0.5, 4)}
+  _, state = _run(optzoo.adahessian(0.1, b2=0.0, n_samples=n_samples, key=key), loss, p0, 1)
+  _, sub = jax.random.split(jax.random.PRNGKey(key))
+  est = curvature.hutchinson_diagonal(loss, p0, sub, n_samples=n_samples)
+  for name in p0:
+    np.testing.assert_allclose(optax.tree.get(state, "nu")[name], est[name] ** 2, rtol=1e-5)
