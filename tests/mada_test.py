@@ -1,0 +1,325 @@
+"""MADA: its corners against optax step by step, hypergradients against finite differences,
+the coefficient boxes, trimming, and the Reddi et al. online problem (spec mada.md section 8)."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optzoo
+from optzoo.mada import COEFF_NAMES, coeffs_dict
+
+mada_mod = importlib.import_module("optzoo.mada")  # optzoo.mada is the function
+
+FROZEN = {"learn": (), "v_init": 0.0}  # the corners: nothing learned, v starts at 0
+
+
+def _params(seed=0):
+  rng = np.random.default_rng(seed)
+  return {"w": jnp.asarray(rng.normal(size=(4, 3))), "b": jnp.asarray(rng.normal(size=5)),
+          "s": jnp.asarray(rng.uniform(0.5, 1.5, size=(2,)))}
+
+
+def _loss(p):
+  return (jnp.sum(jnp.sin(2.0 * p["w"]) ** 2) + 0.25 * jnp.sum((p["b"] - 1.0) ** 4)
+          + jnp.sum(p["s"] ** 2) * jnp.sum(p["w"][0]))
+
+
+def _assert_same_trajectory(tx_a, tx_b, steps=100, rtol=1e-10, atol=1e-12, params=None):
+  """Runs both optimizers from the same params and compares the params after every step."""
+  params = _params() if params is None else params
+  grad = jax.grad(_loss)
+
+  def make(tx):
+    @jax.jit
+    def step(p, s):
+      u, s = tx.update(grad(p), s, p)
+      return optax.apply_updates(p, u), s
+    return step
+
+  step_a, step_b = make(tx_a), make(tx_b)
+  pa, sa, pb, sb = params, tx_a.init(params), params, tx_b.init(params)
+  for t in range(steps):
+    pa, sa = step_a(pa, sa)
+    pb, sb = step_b(pb, sb)
+    for k in pa:
+      np.testing.assert_allclose(np.asarray(pa[k]), np.asarray(pb[k]), rtol=rtol, atol=atol,
+                                 err_msg=f"step {t + 1}, leaf {k}")
+  return sa
+
+
+# ----------------------------------------------------------------------------- corners
+@pytest.mark.parametrize("how", ["learn_nothing", "hyper_lr_zero"])
+def test_adam_corner_equals_optax_adam_step_by_step(how):
+  with jax.enable_x64(True):
+    kw = dict(FROZEN) if how == "learn_nothing" else {"hyper_lr": 0.0, "v_init": 0.0}
+    state = _assert_same_trajectory(
+        optzoo.mada(1e-2, b1=0.9, b2=0.99, eps=1e-8, **kw),
+        optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8))
+    # hyper_lr 0 still computes the hypergradient; the coefficients must not move
+    np.testing.assert_array_equal(optax.tree.get(state, "coeffs"), [0.9, 0.99, 0.0, 1.0, 1.0, 1.0])
+
+
+def test_adam_corner_with_masked_decay_equals_optax_adamw():
+  with jax.enable_x64(True):
+    mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731  (the reference's rule)
+    _assert_same_trajectory(
+        optzoo.mada(1e-2, b2=0.99, eps=1e-8, weight_decay=0.1, mask=mask, **FROZEN),
+        optax.adamw(1e-2, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, mask=mask))
+
+
+def test_adam_corner_with_default_v_init_is_adam_up_to_1e_15():
+  with jax.enable_x64(True):
+    _assert_same_trajectory(optzoo.mada(1e-2, b2=0.99, eps=1e-8, learn=()),
+                            optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8), rtol=1e-6, atol=1e-9)
+
+
+def test_yogi_corner_equals_optax_scale_by_yogi_with_zero_init():
+  with jax.enable_x64(True):
+    _assert_same_trajectory(
+        optzoo.mada(1e-2, c=0.0, b2=0.99, eps=1e-8, **FROZEN),
+        optax.chain(optax.scale_by_yogi(b1=0.9, b2=0.99, eps=1e-8, initial_accumulator_value=0.0),
+                    optax.scale(-1e-2)))
+
+
+@pytest.mark.parametrize("compat,lion_b1", [("paper", 0.95), ("reference", 0.95 * 0.98)])
+def test_lion_corner_equals_optax_lion(compat, lion_b1):
+  """gamma = 0 is Lion(0.95, 0.98); the reference code's order makes it Lion(0.931, 0.98) (P3)."""
+  with jax.enable_x64(True):
+    _assert_same_trajectory(
+        optzoo.mada(1e-3, gamma=0.0, compat=compat, **FROZEN),
+        optax.lion(1e-3, b1=lion_b1, b2=0.98, weight_decay=0.0), rtol=0.0, atol=1e-15)
+
+
+def test_avgrad_corner_equals_avgrad():
+  with jax.enable_x64(True):
+    _assert_same_trajectory(optzoo.mada(1e-2, rho=0.0, b2=0.99, eps=1e-8, **FROZEN),
+                            optzoo.avgrad(1e-2, b1=0.9, b2=0.99, eps=1e-8))
+
+
+# ----------------------------------------------------------------------------- hypergradients
+def _fd_check(kw, coeffs_to_check, steps_before=4, lr=3e-2, delta=1e-6):
+  """h_k (from the implementation) against central differences of L(theta_{t-1}(kappa))."""
+  with jax.enable_x64(True):
+    tx = optax.chain(optzoo.scale_by_mada(learning_rate=lr, hyper_lr=0.0, **kw), optax.scale(-lr))
+    grad = jax.grad(_loss)
+    step = jax.jit(lambda p, s: (lambda u_s: (optax.apply_updates(p, u_s[0]), u_s[1]))(
+        tx.update(grad(p), s, p)))
+    p, s = _params(1), tx.init(_params(1))
+    for _ in range(steps_before):
+      p, s = step(p, s)
+    p1, s1 = step(p, s)          # step t-1 (it produced theta_{t-1} with kappa)
+    _, s2 = step(p1, s1)         # step t: computes h from g_t and step t-1's tangents
+    h = np.asarray(s2[0].hypergrad)
+    for name in coeffs_to_check:
+      k = COEFF_NAMES.index(name)
+
+      def loss_at(dk):
+        inner = s[0]._replace(coeffs=s[0].coeffs.at[k].add(dk))
+        p_new, _ = step(p, (inner,) + tuple(s[1:]))
+        return float(_loss(p_new))
+
+      fd = (loss_at(delta) - loss_at(-delta)) / (2 * delta)
+      np.testing.assert_allclose(h[k], fd, rtol=2e-5, atol=1e-9, err_msg=f"h[{name}]")
+    return h
+
+
+@pytest.mark.parametrize("compat", ["paper", "reference"])
+def test_hypergradients_match_central_finite_differences(compat):
+  # rho = 1 so that the detached vbar does not enter: every coefficient is then exact
+  kw = dict(b1=0.8, b2=0.9, b3=0.3, rho=1.0, c=0.6, gamma=0.7, eps=1e-8, compat=compat)
+  h = _fd_check(kw, ("b1", "b2", "b3", "c", "gamma"))
+  assert np.all(h[[0, 1, 2, 4, 5]] != 0)
+
+
+def test_rho_hypergradient_matches_finite_differences():
+  # rho and b1, gamma do not go through vbar's dependence on kappa
+  _fd_check(dict(b1=0.8, b2=0.9, rho=0.4, gamma=0.7, eps=1e-8), ("b1", "rho", "gamma"))
+
+
+def test_closed_form_tangents_match_jvp():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(3)
+    arr = lambda scale=1.0: jnp.asarray(rng.normal(size=(7,)) * scale)  # noqa: E731
+    g, m, n, gp, ell = arr(), arr(), arr(), arr(), arr()
+    v, vb = jnp.abs(arr()) + 0.1, jnp.abs(arr()) + 0.1
+    kap = [jnp.asarray(x) for x in (0.8, 0.9, 0.3, 0.6, 0.4, 0.7)]
+    flags = dict(use_b3=True, use_c=True, use_rho=True, use_gamma=True, reference=False,
+                 eps=1e-8, eps_root=0.0, lion_b1=0.95, lion_b2=0.98)
+    t, first = jnp.asarray(5.0), jnp.asarray(False)
+    _, f = mada_mod._forward(kap, g, m, v, vb, n, gp, ell, t=t, first=first, **flags)
+    closed = mada_mod._tangents(kap, f, t, tuple(range(6)), **flags)
+    for i in range(6):
+      def along(x, i=i):
+        k = list(kap)
+        k[i] = x
+        return mada_mod._forward(k, g, m, v, vb, n, gp, ell, t=t, first=first, **flags)[0]
+
+      jvp = jax.jvp(along, (kap[i],), (jnp.ones(()),))[1]
+      np.testing.assert_allclose(closed[i], jvp, rtol=1e-10, atol=1e-12, err_msg=COEFF_NAMES[i])
+
+
+def test_no_hypergradient_at_step_one_and_no_rho_hypergradient_at_step_two():
+  tx = optzoo.mada(1e-2, rho=0.5)
+  update = jax.jit(tx.update)
+  p = _params()
+  s = tx.init(p)
+  _, s = update(jax.grad(_loss)(p), s, p)
+  np.testing.assert_array_equal(s[0].hypergrad, np.zeros(6))
+  _, s = update(jax.grad(_loss)(p), s, p)
+  assert float(s[0].hypergrad[3]) == 0.0  # vbar_1 = v_1
+  assert np.any(np.asarray(s[0].hypergrad) != 0.0)
+
+
+def test_hypergradient_is_linear_in_the_loss_scale_and_the_direction_is_not():
+  def run(scale):
+    tx = optzoo.scale_by_mada(learning_rate=1e-2, eps=0.0, v_init=0.0, hyper_lr=0.0)
+    p, s = _params(), None
+    s = tx.init(p)
+    for _ in range(3):
+      u, s = tx.update(jax.tree.map(lambda x: scale * x, jax.grad(_loss)(p)), s, p)
+      p = optax.apply_updates(p, jax.tree.map(lambda x: -1e-2 * x, u))
+    return u, s.hypergrad
+
+  u1, h1 = run(1.0)
+  u10, h10 = run(10.0)
+  np.testing.assert_allclose(h10, 10.0 * h1, rtol=1e-4, atol=1e-7)
+  for k in u1:
+    np.testing.assert_allclose(u10[k], u1[k], rtol=1e-4, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- coefficients
+def test_coefficients_stay_in_their_boxes_and_unlearned_ones_never_move():
+  learn = ("b1", "b3", "rho", "gamma")
+  tx = optzoo.mada(5e-2, b3=0.5, rho=0.5, c=0.5, gamma=0.5, learn=learn, hyper_lr=50.0,
+                   hyper_momentum=0.5)
+  lo = np.array([b[0] for b in mada_mod.DEFAULT_BOUNDS], np.float32)  # coeffs are float32 here
+  hi = np.array([b[1] for b in mada_mod.DEFAULT_BOUNDS], np.float32)
+  p = _params()
+  s = tx.init(p)
+  init = np.asarray(optax.tree.get(s, "coeffs"))
+  step = jax.jit(lambda p, s: (lambda u_s: (optax.apply_updates(p, u_s[0]), u_s[1]))(
+      tx.update(jax.grad(_loss)(p), s, p)))
+  moved = np.zeros(6, bool)
+  for _ in range(30):
+    p, s = step(p, s)
+    k = np.asarray(optax.tree.get(s, "coeffs"))
+    assert np.all(k >= lo) and np.all(k <= hi), k
+    for i, name in enumerate(COEFF_NAMES):
+      if name not in learn:
+        assert k[i] == init[i], f"{name} moved"
+    moved |= k != init
+  assert moved[[0, 2, 3, 5]].all(), "the learned coefficients should have moved"
+  assert set(coeffs_dict(s)) == set(COEFF_NAMES)
+
+
+def test_hyper_start_delays_learning():
+  tx = optzoo.mada(1e-2, hyper_start=5, hyper_lr=1.0, learn=("b1",))
+  p = _params()
+  s = tx.init(p)
+  seen = []
+  for _ in range(7):
+    u, s = tx.update(jax.grad(_loss)(p), s, p)
+    p = optax.apply_updates(p, u)
+    seen.append(float(optax.tree.get(s, "coeffs")[0]))
+  assert seen[:5] == [float(np.float32(0.9))] * 5  # steps 1..5: h = 0
+  assert seen[5] != seen[4]
+
+
+def test_no_nan_when_a_leaf_has_zero_gradient():
+  for v_init in (0.0, 1e-15):
+    tx = optzoo.mada(1e-2, b3=0.2, rho=0.5, c=0.5, gamma=0.8, v_init=v_init, hyper_lr=0.1)
+    p = dict(_params(), unused=jnp.ones((3, 2)))
+    s = tx.init(p)
+    update = jax.jit(tx.update)
+    for _ in range(20):
+      u, s = update(jax.grad(_loss)(p), s, p)
+      p = optax.apply_updates(p, u)
+    for leaf in jax.tree.leaves((p, s)):
+      assert bool(jnp.all(jnp.isfinite(leaf))), f"v_init={v_init}"
+
+
+# ----------------------------------------------------------------------------- trimming
+def test_trimming_drops_the_state_of_inactive_coefficients():
+  p = {"w": jnp.zeros((10, 10))}
+  hyper = optzoo.mada(1e-3, learn=("b1", "b2")).init(p)[0]
+  assert hyper.nu_avg is None and hyper.diff_mu is None and hyper.prev_grad is None
+  assert hyper.lion_mu is None and len(hyper.tangents) == 2
+  full = optzoo.mada(1e-3).init(p)[0]
+  assert all(x is not None for x in (full.nu_avg, full.diff_mu, full.prev_grad, full.lion_mu))
+  assert len(full.tangents) == 6
+  ref = optzoo.mada(1e-3, compat="reference").init(p)[0]
+  assert ref.prev_grad is None  # the reference's previous gradient is zero (P1)
+  adam = optzoo.bytes_per_param(optax.adam(1e-3), p)
+  assert optzoo.bytes_per_param(optzoo.mada(1e-3, learn=()), p) == pytest.approx(adam, rel=0.1)
+  assert optzoo.bytes_per_param(optzoo.mada(1e-3, learn=("b1", "b2")), p) == pytest.approx(
+      2 * adam, rel=0.1)
+  # an active but frozen coefficient keeps its arrays
+  assert optzoo.mada(1e-3, rho=0.5, learn=()).init(p)[0].nu_avg is not None
+
+
+def test_hyperadam_learns_the_same_b1_b2_whatever_else_is_trimmed():
+  """Trimming changes nothing numerically: learning only (b1, b2) from the Adam corner gives the
+  same trajectory as the untrimmed transform with the other hyper learning rates at 0."""
+  with jax.enable_x64(True):
+    _assert_same_trajectory(
+        optzoo.mada(1e-2, learn=("b1", "b2"), hyper_lr=0.01),
+        optzoo.mada(1e-2, hyper_lr=(0.01, 0.01, 0.0, 0.0, 0.0, 0.0)), steps=30,
+        rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- toy dynamics
+def _reddi(rho, steps=20_000, learn=(), hyper_lr=0.0, mom=0.0):
+  """f_t(x) = 1010 x if t mod 101 == 1 else -10 x on [-1, 1] (amsgrad_toy.py); x* = -1."""
+  bounds = ((0.01, 0.99), (0.01, 0.99), (0.0, 0.99), (0.0, 1.0), (0.0, 1.0), (0.0, 1.0))
+  tx = optax.chain(
+      optzoo.scale_by_mada(learning_rate=1e-3, b1=0.9, b2=0.99, rho=rho, eps=1e-8, learn=learn,
+                           hyper_lr=hyper_lr, hyper_momentum=mom, bounds=bounds),
+      optax.scale(-1e-3))
+
+  def body(carry, t):
+    x, s = carry
+    g = jnp.where(t % 101 == 1, 1010.0, -10.0) * jnp.ones(1)
+    u, s = tx.update(g, s)
+    return (jnp.clip(x + u, -1.0, 1.0), s), None
+
+  x0 = jnp.zeros(1)
+  (x, s), _ = jax.jit(lambda c: jax.lax.scan(body, c, jnp.arange(1, steps + 1)))((x0, tx.init(x0)))
+  return float(x[0]), s[0]
+
+
+def test_reddi_problem_adam_corner_goes_up_avgrad_corner_goes_down():
+  x_adam, _ = _reddi(rho=1.0)
+  x_avg, _ = _reddi(rho=0.0)
+  assert x_adam > 0.3, x_adam      # Adam heads to the wrong end, +1
+  assert x_avg < -0.01, x_avg      # AVGrad moves toward the minimizer -1
+  x_learn, s = _reddi(rho=1.0, learn=("rho",), hyper_lr=0.1, mom=0.9)
+  assert float(s.coeffs[3]) < 0.3  # learned rho leaves the Adam corner
+  assert x_learn < x_adam
+
+
+def test_learned_mada_reduces_a_quadratic():
+  from optzoo import objectives
+  obj = objectives.get("ill_conditioned")
+  tx = optzoo.mada(1e-2, b2=0.99, eps=1e-8)
+  p = obj.init()
+  s = tx.init(p)
+  step = jax.jit(lambda p, s: (lambda u_s: (optax.apply_updates(p, u_s[0]), u_s[1]))(
+      tx.update(jax.grad(obj.loss)(p), s, p)))
+  start = float(obj.loss(p))
+  for _ in range(300):
+    p, s = step(p, s)
+  assert float(obj.loss(p)) < 1e-2 * start
+  assert bool(jnp.all(jnp.isfinite(optax.tree.get(s, "coeffs"))))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"learn": ("b1", "beta")}, "learn"), ({"compat": "torch"}, "compat"), ({"b1": 1.0}, "b1"),
+    ({"rho": 1.5}, "rho"), ({"hyper_lr": -1.0}, "hyper_lr"), ({"learning_rate": -1.0}, "learning_rate"),
+    ({"bounds": ((0, 1),) * 5}, "bounds"), ({"hyper_lr": {"delta": 1.0}}, "hyper_lr")])
+def test_bad_arguments_raise_naming_the_argument(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    optzoo.mada(**{"learning_rate": 1e-3, **kwargs})
