@@ -59,6 +59,7 @@ def scale_by_microadam(
     quantize_ef: bool = True,
     values_dtype: Any = jnp.bfloat16,
     stats_dtype: Any = jnp.bfloat16,
+    error_feedback: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MicroAdam's learning-rate-free direction from a window of compressed gradients.
 
@@ -103,6 +104,8 @@ def scale_by_microadam(
       float32 makes density 1 with a full window exactly Adam).
     stats_dtype: dtype of the per-bucket min and max (default bfloat16, as the reference);
       they are rounded outward so they still bracket the float32 residual.
+    error_feedback: keep the top-k residual and add it to the next gradient (default True,
+      the paper); False drops it ("TopK-Adam", the paper's Fig. 1 ablation) [option].
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -134,6 +137,7 @@ def scale_by_microadam(
     raise ValueError(f"quant_bucket_size={q} must be even (codes are packed in pairs).")
   bsz = _checks.check_int("block_size", block_size, 1, C.MAX_BLOCK_SIZE)
   quantize_ef = bool(quantize_ef)
+  error_feedback = bool(error_feedback)
   values_dtype = jnp.dtype(values_dtype)
   stats_dtype = jnp.dtype(stats_dtype)
 
@@ -187,13 +191,16 @@ def scale_by_microadam(
       if d == 0:
         return jnp.zeros_like(g), idx, val, ef, lo, hi
       # 1. error feedback add
-      err = C.dequantize_4bit(ef, lo, hi, d, q) if quantize_ef else ef
-      acc = jnp.reshape(g, (-1,)).astype(jnp.float32) + err
+      acc = jnp.reshape(g, (-1,)).astype(jnp.float32)
+      if error_feedback:
+        acc = acc + (C.dequantize_4bit(ef, lo, hi, d, q) if quantize_ef else ef)
       # 2-3. block top-k; the residual is the accumulator with the selected entries zeroed
       rel, v = C.topk_blocks(acc, lay, values_dtype=None)
       resid = acc.at[C.global_indices(rel, lay)].set(0.0)
       # 4-5. new error feedback
-      if quantize_ef:
+      if not error_feedback:
+        pass  # the residual is dropped; ef stays 0
+      elif quantize_ef:
         ef, lo, hi = C.quantize_4bit(resid, q, stats_dtype)
       else:
         ef = resid
@@ -234,6 +241,7 @@ def microadam(
     quantize_ef: bool = True,
     values_dtype: Any = jnp.bfloat16,
     stats_dtype: Any = jnp.bfloat16,
+    error_feedback: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MicroAdam with decoupled weight decay: under one byte of state per parameter.
 
@@ -260,6 +268,7 @@ def microadam(
     quantize_ef: 4-bit error feedback (default True); False stores it in float32 [option].
     values_dtype: stored top-k values (default bfloat16, as the reference).
     stats_dtype: stored quantization min/max (default bfloat16, as the reference).
+    error_feedback: feed the top-k residual back (default True); False is TopK-Adam [option].
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, optzoo
@@ -281,7 +290,7 @@ def microadam(
       scale_by_microadam(b1=b1, b2=b2, eps=eps, num_grads=num_grads, density=density,
                          quant_bucket_size=quant_bucket_size, block_size=block_size,
                          quantize_ef=quantize_ef, values_dtype=values_dtype,
-                         stats_dtype=stats_dtype),
+                         stats_dtype=stats_dtype, error_feedback=error_feedback),
       optax.add_decayed_weights(weight_decay, mask),
       optax.scale_by_learning_rate(learning_rate),
   )
