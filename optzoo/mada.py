@@ -7,15 +7,18 @@ against the authors' code ``amazon-science/mada_optimizer_search``).
 
 Implementation notes (the "tangent" storage of spec section 6 (b)):
 
-* Step ``t`` computes the direction ``u_t`` and, with one forward-mode ``jax.jvp`` per
-  *learned* coefficient, the tangents ``du_t/dkappa_k``; both come out of one fused per-leaf
-  function. The tangents are kept in the state (``tangents``, one param-shaped array per
-  learned coefficient) and step ``t+1`` turns them into the hypergradient
-  ``h_k = -alpha_t * sum(g_{t+1} * du_t/dkappa_k)``: one reduction pass, then the update pass.
+* Step ``t`` computes the direction ``u_t`` and, in closed form (spec section 3; the tests
+  check them against ``jax.jvp`` and finite differences), the tangents ``du_t/dkappa_k`` of
+  every *learned* coefficient, all in one per-leaf function. The tangents are kept in the
+  state (``tangents``, one param-shaped array per learned coefficient); step ``t+1`` turns
+  them into the hypergradient ``h_k = -alpha_t * sum(g_{t+1} * du_t/dkappa_k)``: one
+  reduction pass, then the update pass. The tangents of ``b1`` and ``b2`` are written in terms
+  of the *new* moments (``m_{t-1} - g = (m_t - g) / b1``), so the old ones need not be kept.
 * Trimming: a coefficient that is not learned and sits at its Adam value (``b3 = 0``,
   ``rho = 1``, ``c = 1``, ``gamma = 1``) removes its arrays and its arithmetic statically
   (``b3``: ``diff_mu`` and ``prev_grad``; ``rho``: ``nu_avg``; ``gamma``: ``lion_mu``). With
-  only ``b1`` and ``b2`` learned (HyperAdam) the state is ``mu, nu`` plus two tangents.
+  only ``b1`` and ``b2`` learned (HyperAdam) the state is ``mu, nu`` plus two tangents (2x
+  Adam's); with all six learned it is 12 param-sized arrays (6x Adam's).
 """
 
 from __future__ import annotations
@@ -141,9 +144,12 @@ def _forward(kap, g, m, v, vb, n, gp, ell, *, t, first, use_b3, use_c, use_rho, 
   f["q"] = q
   m_new = k_b1 * m + (1.0 - k_b1) * g
   v_new = k_b2 * v + (1.0 - k_b2) * q
+  # Materialize the new moments once (they are outputs anyway): otherwise XLA:CPU recomputes
+  # them from the old ones inside every consumer, which also forces copies of the old state.
+  m_new, v_new = jax.lax.optimization_barrier((m_new, v_new))
   bc1 = 1.0 - k_b1**t
   bc2 = 1.0 - k_b2**t
-  num = m_new / bc1
+  num = m_new * (1.0 / bc1)
   n_new = None
   if use_b3:
     n_new = k_b3 * n_prev + (1.0 - k_b3) * d
@@ -155,11 +161,9 @@ def _forward(kap, g, m, v, vb, n, gp, ell, *, t, first, use_b3, use_c, use_rho, 
     vmix = k_rho * v_new + (1.0 - k_rho) * jax.lax.stop_gradient(vb_new)
   else:
     vmix = v_new
-  r = _safe_sqrt(vmix / bc2 + eps_root)
+  vhat = vmix * (1.0 / bc2) + eps_root
+  r = _safe_sqrt(vhat)
   inv_d = 1.0 / (r + eps)
-  # Materialize the shared intermediates once: XLA would otherwise recompute the sqrt and
-  # divisions inside every consumer (update, new state, each tangent).
-  m_new, v_new, r, inv_d = jax.lax.optimization_barrier((m_new, v_new, r, inv_d))
   adapt = num * inv_d
   u = adapt
   ell_new = None
@@ -168,7 +172,7 @@ def _forward(kap, g, m, v, vb, n, gp, ell, *, t, first, use_b3, use_c, use_rho, 
     s = jnp.sign(lion_b1 * (ell_new if reference else ell) + (1.0 - lion_b1) * g)
     u = k_gamma * adapt + (1.0 - k_gamma) * s
     f["s"] = s
-  f.update(m=m_new, v=v_new, n=n_new, vb=vb_new, ell=ell_new, vmix=vmix, r=r, inv_d=inv_d,
+  f.update(m=m_new, v=v_new, n=n_new, vb=vb_new, ell=ell_new, vmix=vmix, vhat=vhat, inv_d=inv_d,
            num=num, adapt=adapt, bc1=bc1, bc2=bc2)
   return u, f
 
@@ -186,20 +190,29 @@ def _tangents(kap, f, t, learned_idx, *, use_b3, use_c, use_rho, use_gamma, **un
   k_b1, k_b2, k_b3, k_rho, k_c, k_gamma = kap
   inv_d = f["inv_d"]
   gd = k_gamma * inv_d if use_gamma else inv_d
-  r = f["r"]
-  need_f = any(i in learned_idx for i in (1, 2, 3, 4))
+  need_f = [i for i in learned_idx if i in (1, 2, 3, 4)]
+  # scalar reciprocals: array / scalar would cost a division per element in every tangent
+  inv_bc1 = 1.0 / f["bc1"]
+  inv_bc2 = 1.0 / f["bc2"]
   if need_f:
-    pos = r > 0
-    big_f = jnp.where(pos, -0.5 * gd * f["adapt"] / jnp.where(pos, r, 1.0), 0.0) / f["bc2"]
+    # 1/R as rsqrt(vhat), not 1/sqrt(vhat): a different op, so XLA does not share (and
+    # materialize) the forward's sqrt; the tangent recomputes it in its own loop.
+    vhat = f["vhat"]
+    pos = vhat > 0
+    inv_r = jnp.where(pos, jax.lax.rsqrt(jnp.where(pos, vhat, 1.0)), 0.0)
+    big_f = (-0.5 * inv_bc2) * gd * f["adapt"] * inv_r
+    if len(need_f) > 1:  # shared by several tangents: materialize it once
+      big_f = jax.lax.optimization_barrier(big_f)
   rho = k_rho if use_rho else 1.0
   out = []
   for i in learned_idx:
     if i == 0:  # b1: m_t and the bias correction 1 - b1^t
-      dbc = t * k_b1 ** (t - 1.0)
-      out.append(gd * ((f["m_prev"] - f["g"]) + f["m"] * dbc / f["bc1"]) / f["bc1"])
-    elif i == 1:  # b2: v_t and the bias correction 1 - b2^t
-      dbc = t * k_b2 ** (t - 1.0)
-      out.append(big_f * (rho * (f["v_prev"] - f["q"]) + f["vmix"] * dbc / f["bc2"]))
+      # m_{t-1} - g = (m_t - g) / b1 exactly: reading the new m only avoids keeping the old
+      dbc = t * k_b1 ** (t - 1.0) * inv_bc1
+      out.append(gd * ((f["m"] - f["g"]) * (1.0 / k_b1) + f["m"] * dbc) * inv_bc1)
+    elif i == 1:  # b2: v_t and the bias correction 1 - b2^t; v_{t-1} - q = (v_t - q) / b2
+      dbc = t * k_b2 ** (t - 1.0) * inv_bc2
+      out.append(big_f * (rho * (1.0 / k_b2) * (f["v"] - f["q"]) + f["vmix"] * dbc))
     elif i == 2:  # b3: n_t, its weight in N, and ghat inside q
       if use_b3:
         d, gh = f["d"], f["gh"]
@@ -337,6 +350,10 @@ def scale_by_mada(
     raise ValueError(f"bounds must be six (low, high) pairs with low <= high, got {bounds!r}.")
   for name in ("b1", "b2", "b3"):
     _checks.check_beta(name, init_vals[name])
+  for name in ("b1", "b2"):
+    if name in learned and not 0.0 < bounds[COEFF_NAMES.index(name)][0]:
+      raise ValueError(f"bounds for a learned {name} must have a lower end > 0, got "
+                       f"{bounds[COEFF_NAMES.index(name)]!r}.")
   for name in ("rho", "c", "gamma"):
     _checks.check_range(name, init_vals[name], 0.0, 1.0)
   _checks.check_range("eps", eps, 0.0)
@@ -411,6 +428,7 @@ def scale_by_mada(
     tangent_leaves = [leaves(tr) for tr in state.tangents]
     h = jnp.zeros([6], cd)
     if learned:
+      # one vectorized reduction per tangent (a variadic reduce reading g once measured slower)
       dots = [sum(jnp.sum(g.astype(cd) * tg.astype(cd)) for g, tg in zip(g_leaves, tl))
               for tl in tangent_leaves]
       h = h.at[np.array(learned_idx)].set(-state.prev_lr * jnp.stack(dots))

@@ -319,7 +319,8 @@ def test_learned_mada_reduces_a_quadratic():
 @pytest.mark.parametrize("kwargs,match", [
     ({"learn": ("b1", "beta")}, "learn"), ({"compat": "torch"}, "compat"), ({"b1": 1.0}, "b1"),
     ({"rho": 1.5}, "rho"), ({"hyper_lr": -1.0}, "hyper_lr"), ({"learning_rate": -1.0}, "learning_rate"),
-    ({"bounds": ((0, 1),) * 5}, "bounds"), ({"hyper_lr": {"delta": 1.0}}, "hyper_lr")])
+    ({"bounds": ((0, 1),) * 5}, "bounds"),
+    ({"bounds": ((0.0, 0.99),) + mada_mod.DEFAULT_BOUNDS[1:]}, "bounds"), ({"hyper_lr": {"delta": 1.0}}, "hyper_lr")])
 def test_bad_arguments_raise_naming_the_argument(kwargs, match):
   with pytest.raises(ValueError, match=match):
     optzoo.mada(**{"learning_rate": 1e-3, **kwargs})
