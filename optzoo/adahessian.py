@@ -152,6 +152,7 @@ def scale_by_adahessian(
     n_samples: int = 1,
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
+    linearize: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaHessian's learning-rate-free direction: momentum over a Hessian-diagonal RMS.
 
@@ -195,6 +196,15 @@ def scale_by_adahessian(
     mu_dtype: dtype of ``m``; ``None`` keeps the params' dtype.
     nu_dtype: dtype of ``v`` and the cached ``D``; ``None`` is float32 for 16-bit params
       (``D * D`` underflows in fp16) and the params' dtype otherwise.
+    linearize: how the ``obj_fn`` HVP is split around the refresh ``lax.cond`` (static; only
+      matters for ``update_every > 1``). Default True: the primal pass (forward and backward,
+      ``jax.linearize``) runs every step outside the cond, where XLA merges it with the
+      caller's own ``value_and_grad`` of the same loss in the same jitted step, and only the
+      tangent pass (the HVP proper) runs inside the cond; a refresh then costs what an
+      ``update_every=1`` step costs and a skipped step costs an Adam step. False puts the whole
+      forward-over-reverse pass inside the cond: use it when the gradient is computed outside
+      the jitted function that calls ``update`` (nothing to merge with, so True would pay a
+      gradient on every skipped step). Both give identical results.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; updates have the gradients' dtype.
@@ -252,6 +262,13 @@ def scale_by_adahessian(
       raise ValueError("scale_by_adahessian: update needs params to evaluate obj_fn's "
                        "Hessian-vector product: tx.update(grads, state, params, obj_fn=...).")
 
+    apply_hvp = hvp_fn
+    if hessian_diag is None and hvp_fn is None and linearize and update_every > 1:
+      # Primal pass (forward + backward) outside the refresh cond: XLA merges it with the
+      # caller's own gradient computation, so a refresh pays only for the tangent pass and a
+      # skipped step pays nothing.
+      apply_hvp = jax.linearize(jax.grad(obj_fn), params)[1]
+
     def estimate(key):
       """(new key, averaged |diag H| estimate D in nu's dtypes)."""
       key, sub = jax.random.split(key)
@@ -262,7 +279,7 @@ def scale_by_adahessian(
         est = None
         for k in curvature._sample_keys(sub, n_samples):  # noqa: SLF001 - shared helper
           z = curvature.rademacher_like(k, base)
-          hz = hvp_fn(z) if hvp_fn is not None else curvature.hvp(obj_fn, params, z)
+          hz = apply_hvp(z) if apply_hvp is not None else curvature.hvp(obj_fn, params, z)
           zhz = jax.tree.map(jnp.multiply, z, hz)
           est = zhz if est is None else jax.tree.map(jnp.add, est, zhz)
         if n_samples > 1:
@@ -317,6 +334,7 @@ def adahessian(
     n_samples: int = 1,
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
+    linearize: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaHessian with decoupled weight decay; ``update`` needs ``obj_fn=`` (params -> loss).
 
@@ -344,6 +362,8 @@ def adahessian(
     n_samples: probes per refresh (static int). Default 1 (official).
     mu_dtype: dtype of the gradient EMA; ``None`` keeps the params'.
     nu_dtype: dtype of the curvature EMA; ``None`` is float32 for 16-bit params.
+    linearize: primal pass of the HVP outside the refresh cond (default True); see
+      :func:`scale_by_adahessian`.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, optzoo
@@ -363,7 +383,8 @@ def adahessian(
   return optax.chain(
       scale_by_adahessian(b1=b1, b2=b2, eps=eps, hessian_power=hessian_power,
                           update_every=update_every, averaging=averaging, key=key,
-                          n_samples=n_samples, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+                          n_samples=n_samples, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+                          linearize=linearize),
       optax.add_decayed_weights(weight_decay, mask),
       optax.scale_by_learning_rate(learning_rate),
   )

@@ -69,11 +69,32 @@ def rademacher_like(key: jax.Array, tree: PyTree, dtype: Any | None = None) -> P
   out = []
   for k, leaf in zip(keys, leaves):
     dt = jnp.dtype(leaf.dtype if dtype is None else dtype)
-    draw = jax.random.rademacher(k, tuple(leaf.shape), dtype=dt)
+    draw = rademacher(k, tuple(leaf.shape), dt)
     if isinstance(leaf, jax.Array):
       draw = jnp.zeros_like(leaf, dtype=dt) + draw
     out.append(draw)
   return jax.tree.unflatten(treedef, out)
+
+
+def rademacher(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+  """i.i.d. Rademacher signs (+1/-1 with probability 1/2) from 32 random bits per draw word.
+
+  Same distribution as ``jax.random.rademacher`` but unpacks every 32-bit random word into 32
+  signs (along the last axis), so it needs up to 32x fewer threefry evaluations: the probe
+  of a 10M-parameter model costs a small fraction of its Hessian-vector product.
+
+  >>> import jax
+  >>> sorted(set(rademacher(jax.random.PRNGKey(0), (3, 40)).ravel().tolist()))
+  [-1.0, 1.0]
+  """
+  if len(shape) == 0 or 0 in shape:
+    return jax.random.rademacher(key, shape, dtype=dtype)
+  last = shape[-1]
+  words = -(-last // 32)
+  bits = jax.random.bits(key, tuple(shape[:-1]) + (words,), jnp.uint32)
+  signs = (bits[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
+  signs = signs.reshape(tuple(shape[:-1]) + (words * 32,))[..., :last]
+  return (2 * signs.astype(jnp.int32) - 1).astype(dtype)
 
 
 def _sample_keys(key: jax.Array, n_samples: int) -> list[jax.Array]:

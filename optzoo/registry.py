@@ -169,7 +169,7 @@ ENTRIES: tuple[Entry, ...] = (
         extra_args=("obj_fn",),
         # update_every is static: it picks between no lax.cond (1) and a lax.cond refresh (> 1).
         static_args=("update_every", "averaging", "key", "mask", "n_samples", "mu_dtype",
-                     "nu_dtype"),
+                     "nu_dtype", "linearize"),
         convergence_steps=2_500,
         notes="Hutchinson |Hz| second moment; needs obj_fn; 2 buffers (+1 if update_every > 1)",
     ),

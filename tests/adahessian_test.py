@@ -219,6 +219,38 @@ def test_cache_holds_between_refreshes_and_refresh_every_one_equals_default():
   np.testing.assert_array_equal(t1[-1], t5[-1])
 
 
+def test_linearize_gives_the_same_trajectory_and_shares_the_primal_pass():
+  loss = _coupled_loss
+  p0 = {"x": jnp.linspace(-1.0, 1.0, 4), "y": jnp.linspace(2.0, 0.5, 4)}
+  ta, _ = _run(optzoo.adahessian(0.1, update_every=3, linearize=True), loss, p0, 7)
+  tb, _ = _run(optzoo.adahessian(0.1, update_every=3, linearize=False), loss, p0, 7)
+  for name in p0:
+    np.testing.assert_allclose(ta[-1][name], tb[-1][name], rtol=1e-6)
+
+  # XLA flops of a whole step (value_and_grad + update; both cond branches counted): with
+  # linearize the lazy step is no costlier than the every-step one, i.e. its primal pass is
+  # merged with the caller's gradient and only the tangent pass sits in the cond.
+  rng = np.random.default_rng(0)
+  xs = jnp.asarray(rng.normal(size=(64, 32)), jnp.float32)
+  w = {"a": jnp.asarray(rng.normal(size=(32, 64)) * 0.2, jnp.float32),
+       "b": jnp.asarray(rng.normal(size=(64, 64)) * 0.2, jnp.float32)}
+  mlp = lambda p: jnp.mean(jnp.tanh(jnp.tanh(xs @ p["a"]) @ p["b"]) ** 2)  # noqa: E731
+
+  def flops(**kw):
+    tx = optzoo.adahessian(0.1, **kw)
+
+    def step(p, s):
+      _, g = jax.value_and_grad(mlp)(p)
+      return tx.update(g, s, p, obj_fn=mlp)
+
+    cost = jax.jit(step).lower(w, tx.init(w)).compile().cost_analysis()
+    return (cost[0] if isinstance(cost, list) else cost)["flops"]
+
+  every = flops(update_every=1)
+  assert flops(update_every=10, linearize=True) <= 1.02 * every
+  assert flops(update_every=10, linearize=False) > 1.1 * every
+
+
 # ----------------------------------------------------------------------------- averaging
 def test_default_averaging_is_over_conv_windows_only():
   rng = np.random.default_rng(0)
