@@ -263,6 +263,9 @@ def quantize_4bit(x: jax.Array, bucket_size: int,
                   stats_dtype: Any = jnp.bfloat16) -> tuple[jax.Array, jax.Array, jax.Array]:
   """MicroAdam's error-feedback quantizer Q: stats, codes and packing in one call.
 
+  Equal to ``pack_nibbles(quantize_codes(x, *bucket_stats(x, q, stats_dtype), q))``, computed
+  in the ``(buckets, q/2, 2)`` layout (q is even, so a byte never straddles two buckets).
+
   Args:
     x: flat array (any float dtype; computed in float32).
     bucket_size: q, elements per bucket (even). Buckets restart at every array.
@@ -273,9 +276,23 @@ def quantize_4bit(x: jax.Array, bucket_size: int,
     (``ceil(d/q)`` each). The error of :func:`dequantize_4bit` is at most ``(hi - lo) / 30``
     per element of a bucket, plus float32 rounding.
   """
+  if bucket_size % 2:
+    raise ValueError(f"bucket_size={bucket_size} must be even (codes are packed in pairs)")
   x = jnp.reshape(x, (-1,)).astype(jnp.float32)
-  lo, hi = bucket_stats(x, bucket_size, stats_dtype)
-  return pack_nibbles(quantize_codes(x, lo, hi, bucket_size)), lo, hi
+  size = x.size
+  b = _buckets(x, bucket_size)
+  lo, hi = _round_out(jnp.min(b, axis=1), jnp.max(b, axis=1), stats_dtype)
+  lo32, _, safe = _grid(lo, hi)
+  pairs = b.reshape(b.shape[0], bucket_size // 2, 2)
+
+  def code(v):
+    c = jnp.floor((v - lo32[:, None]) / safe[:, None] + 0.5)
+    return jnp.clip(c, 0.0, 15.0).astype(jnp.uint8)
+
+  packed = ((code(pairs[..., 0]) << 4) | code(pairs[..., 1])).reshape(-1)[: (size + 1) // 2]
+  if size % 2:  # the low nibble of the last byte holds no element: keep it 0
+    packed = packed.at[-1].set(packed[-1] & 0xF0)
+  return packed, lo, hi
 
 
 def dequantize_4bit(packed: jax.Array, lo: jax.Array, hi: jax.Array, size: int,
