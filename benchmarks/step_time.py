@@ -136,7 +136,7 @@ def adahessian_mlp_build(update_every: int, window: int = 1, batch: int = 128,
   Both steps are jitted ``(params, state) -> (params, state)`` on the same synthetic batch;
   the AdaHessian one passes ``obj_fn`` so its Hessian-vector product (and the refresh
   ``lax.cond`` when ``update_every > 1``) is inside the timed step. ``n_params`` is ignored:
-  the model is ``in_features -> width x depth -> 10`` (about 2.6M params with the defaults).
+  the model is ``in_features -> width x depth -> 10`` (its size is in the row label).
   One timed sample is ``window`` consecutive steps dispatched from Python, so with
   ``update_every = window = 10`` every sample holds exactly one Hessian refresh and nine
   cached steps, and the ratio is that of the mean step time over the window.

@@ -9,6 +9,20 @@ The update follows the authors' official code (spec section 2 of ``adahessian.md
 Hessian-diagonal moment is built from ``|H z|`` (spatially averaged), eps sits outside the
 power, weight decay is decoupled, and the Hessian can be refreshed every ``update_every`` steps
 (skipped steps do not compute the HVP: ``lax.cond``).
+
+Practical notes:
+
+* The HVP must use the same stochastic loss as the gradients (same batch, dropout mask, BN
+  mode); clipping the gradients does not clip the curvature. With gradient accumulation, sum
+  per-micro-batch HVPs rather than differentiating accumulated gradients.
+* Cost: an exact HVP costs several gradients' worth of arithmetic (XLA counts for a Flax
+  MLP are in ``benchmarks/results/adahessian_flops.md``); ``update_every > 1`` amortizes it.
+* Multi-device: under ``jit`` with sharded params one key gives the same probes everywhere
+  (threefry is partitionable). Under ``pmap``/``shard_map`` keep the key replicated (do not
+  fold in the axis index) and ``pmean`` the gradients and the ``hessian_diag`` you pass.
+* Scale: with ``hessian_power=1`` and ``eps=0`` the trajectory does not change when the loss
+  is multiplied by a positive constant; eps is in curvature units, so it matters for losses
+  with tiny curvature.
 """
 
 from __future__ import annotations
