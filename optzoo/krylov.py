@@ -53,15 +53,18 @@ def _solve_eig(theta: jax.Array, gamma: jax.Array, M: jax.Array, iters: int):
   tiny = jnp.finfo(dtype).tiny
   M = jnp.maximum(M.astype(dtype), tiny)
   gnorm = jnp.linalg.norm(gamma)
-  lo = jnp.maximum(0.0, -jnp.min(theta))
-  hi = lo + jnp.sqrt(M * gnorm / 2.0)  # phi(hi) <= 0 always (see the spec)
+  # Solve for mu = lam + s with s = min(theta_min, 0) <= 0, so that theta + lam = (theta - s) + mu
+  # is accurate when B is indefinite and lam sits just above -theta_min; lam = mu - s >= 0.
+  s = jnp.minimum(jnp.min(theta), 0.0)
+  shifted = theta - s  # >= 0
+  hi = jnp.sqrt(M * gnorm / 2.0)  # phi(hi) <= 0 always (see the spec); phi(0+) > 0
 
-  def step_of(lam):
-    den = jnp.maximum(theta + lam, tiny)
+  def step_of(mu):
+    den = jnp.maximum(shifted + mu, tiny)
     return jnp.where(gamma == 0, 0.0, -gamma / den)
 
-  def phi(lam):  # strictly decreasing on (lo, inf): |y(lam)| - 2 lam / M
-    return jnp.linalg.norm(step_of(lam)) - 2.0 * lam / M
+  def phi(mu):  # strictly decreasing on (0, inf): |y| - 2 lam / M
+    return jnp.linalg.norm(step_of(mu)) - 2.0 * (mu - s) / M
 
   def body(_, bracket):
     a, b = bracket
@@ -69,8 +72,9 @@ def _solve_eig(theta: jax.Array, gamma: jax.Array, M: jax.Array, iters: int):
     pos = phi(mid) > 0
     return jnp.where(pos, mid, a), jnp.where(pos, b, mid)
 
-  _, lam = jax.lax.fori_loop(0, iters, body, (lo, hi))
-  y = step_of(lam)
+  _, mu = jax.lax.fori_loop(0, iters, body, (jnp.zeros_like(hi), hi))
+  y = step_of(mu)  # from the upper end: B + lam I stays positive definite
+  lam = mu - s
   ny = jnp.linalg.norm(y)
   model = jnp.vdot(gamma, y) + 0.5 * jnp.vdot(theta * y, y) + (M / 6.0) * ny**3
   return y, lam, model

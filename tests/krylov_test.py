@@ -1,0 +1,287 @@
+"""Krylov cubic regularized Newton (optzoo.krylov): subproblem optimality, reductions to
+full cubic Newton and Newton, monotone descent, rejection, pytrees, solver."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.flatten_util import ravel_pytree
+
+from optzoo import krylov, objectives
+from optzoo.krylov import krylov_cubic_newton, scale_by_krylov_cubic_newton, solve_cubic_subproblem
+
+
+def _model(b, B, M, z):
+  return b @ z + 0.5 * z @ B @ z + M / 6.0 * np.linalg.norm(z) ** 3
+
+
+_solve = jax.jit(solve_cubic_subproblem)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), log_m=st.floats(-3.0, 3.0), shift=st.floats(-1.0, 2.0),
+       tridiagonal=st.booleans())
+def test_subproblem_optimality_float32(seed, log_m, shift, tridiagonal):
+  """(B + lam I) z = -b, lam = M |z| / 2, B + lam I PSD, to 1e-5 in float32; global minimum."""
+  m = 8
+  rng = np.random.default_rng(seed)
+  if tridiagonal:  # a Lanczos-like T (unreduced tridiagonal)
+    a, c = rng.uniform(0.0, 3.0, m) + shift, rng.uniform(0.1, 1.0, m - 1)
+    B = np.diag(a) + np.diag(c, 1) + np.diag(c, -1)
+    b = np.zeros(m)
+    b[0] = rng.uniform(0.1, 3.0)
+  else:
+    A = rng.normal(size=(m, m))
+    B = (A + A.T) / 2 + shift * np.eye(m)
+    b = rng.normal(size=m)
+  M = 10.0**log_m
+  B32, b32 = B.astype(np.float32), b.astype(np.float32)
+  sol = _solve(jnp.asarray(b32), jnp.asarray(B32), jnp.float32(M))
+  z, lam = np.asarray(sol.z, np.float64), float(sol.lam)
+  B, b = B32.astype(np.float64), b32.astype(np.float64)
+  scale = np.linalg.norm(B, 2) + lam
+  assert np.linalg.norm((B + lam * np.eye(m)) @ z + b) <= 1e-5 * scale * max(np.linalg.norm(z), 1.0)
+  assert abs(lam - M * np.linalg.norm(z) / 2.0) <= 1e-5 * lam
+  assert np.linalg.eigvalsh(B).min() + lam >= -1e-5 * scale
+  # reported model value, and global optimality against perturbations
+  f0 = _model(b, B, M, z)
+  assert float(sol.model) == pytest.approx(f0, rel=1e-4, abs=1e-6)
+  assert f0 <= 0.0
+  for _ in range(20):
+    dz = rng.normal(size=m) * (1e-2 + np.linalg.norm(z)) * rng.uniform(0.01, 1.0)
+    assert f0 <= _model(b, B, M, z + dz) + 1e-6 * max(abs(f0), 1.0)
+
+
+def test_subproblem_matches_brute_force_float64():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    for M in (0.1, 1.0, 10.0):
+      A = rng.normal(size=(3, 3))
+      B = (A + A.T) / 2
+      b = rng.normal(size=3)
+      sol = solve_cubic_subproblem(jnp.asarray(b), jnp.asarray(B), M)
+      z = np.asarray(sol.z)
+      # brute force: many random starts of a local minimizer of the 3-d model
+      from scipy.optimize import minimize as sp_min  # noqa: PLC0415
+
+      best = min((sp_min(lambda x: _model(b, B, M, x), rng.normal(size=3) * 3, tol=1e-14)
+                  for _ in range(20)), key=lambda r: r.fun)
+      assert _model(b, B, M, z) <= best.fun + 1e-10
+      np.testing.assert_allclose(z, best.x, atol=1e-5)
+
+
+def _one_step(tx, loss, params):
+  state = tx.init(params)
+  g = jax.grad(loss)(params)
+  updates, state = jax.jit(lambda g, s, p: tx.update(g, s, p, obj_fn=loss))(g, state, params)
+  return updates, state
+
+
+def test_one_dimensional_subspace_closed_form():
+  """m = 1: step = -t g/|g| with t = (-a + sqrt(a^2 + 2 M |g|)) / M, a = g^T H g / |g|^2."""
+  loss = objectives.get("logistic").loss
+  x = jnp.linspace(-0.5, 0.5, 20).astype(jnp.float32)
+  M = 3.0
+  tx = scale_by_krylov_cubic_newton(subspace_dim=1, init_M=M, adaptive=False)
+  u, _ = _one_step(tx, loss, x)
+  g = np.asarray(jax.grad(loss)(x), np.float64)
+  hg = np.asarray(jax.jvp(jax.grad(loss), (x,), (jnp.asarray(g, jnp.float32),))[1], np.float64)
+  gn = np.linalg.norm(g)
+  a = g @ hg / gn**2
+  t = (-a + np.sqrt(a * a + 2 * M * gn)) / M
+  np.testing.assert_allclose(np.asarray(u), -t * g / gn, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("m", [20, 25])
+def test_full_subspace_equals_full_cubic_newton(m):
+  """With m >= d the Krylov step is the full cubic-regularized Newton step (dense Hessian)."""
+  obj = objectives.get("logistic")  # d = 20
+  x = (0.3 * jnp.cos(jnp.arange(20.0))).astype(jnp.float32)
+  M = 0.5
+  tx = scale_by_krylov_cubic_newton(subspace_dim=m, init_M=M, adaptive=False)
+  u, state = _one_step(tx, obj.loss, x)
+  g = jax.grad(obj.loss)(x)
+  h = jax.hessian(obj.loss)(x)
+  ref = solve_cubic_subproblem(g, h, M)
+  np.testing.assert_allclose(np.asarray(u), np.asarray(ref.z), rtol=1e-4,
+                             atol=1e-5 * float(jnp.linalg.norm(ref.z)))
+  assert float(state.lam) == pytest.approx(float(ref.lam), rel=1e-4)
+  assert int(state.hvp_count) == m
+
+
+def _quadratic(d=200, seed=0):
+  rng = np.random.default_rng(seed)
+  q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+  eigs = rng.choice([0.5, 1.0, 3.0, 10.0, 40.0], size=d)
+  h = (q * eigs) @ q.T
+  x_star = rng.normal(size=d)
+  return h, x_star
+
+
+def test_newton_limit_and_equivalence_on_quadratic_float64():
+  """5 distinct eigenvalues: m >= 5 gives the Newton step (M -> 0) / the full CRN step (M = 5),
+  also past breakdown (m = 8) and m = d; m = 3 does not."""
+  with jax.enable_x64(True):
+    h, x_star = _quadratic()
+    hj, xs = jnp.asarray(h), jnp.asarray(x_star)
+
+    def loss(x):
+      return 0.5 * (x - xs) @ (hj @ (x - xs))
+
+    x0 = jnp.zeros(200)
+    g = jax.grad(loss)(x0)
+    crn = np.asarray(solve_cubic_subproblem(g, hj, 5.0).z)
+    for m in (3, 8):  # m = 8 > 5: Lanczos breaks down after 5 steps
+      u, _ = _one_step(scale_by_krylov_cubic_newton(m, init_M=1e-10, adaptive=False), loss, x0)
+      err = np.linalg.norm(np.asarray(u) - x_star) / np.linalg.norm(x_star)
+      if m >= 5:
+        assert err <= 1e-6, (m, err)
+      else:
+        assert err >= 1e-2, (m, err)
+    u, _ = _one_step(scale_by_krylov_cubic_newton(5, init_M=5.0, adaptive=False), loss, x0)
+    np.testing.assert_allclose(np.asarray(u), crn, atol=1e-10 * np.linalg.norm(crn))
+
+
+def test_model_decrease_nests_in_m_float64():
+  """At fixed (x, M) the model minimum is nonincreasing and |z| nondecreasing in m."""
+  with jax.enable_x64(True):
+    loss = objectives.logistic_loss_fn(*objectives.logistic_data(n=200, d=30, seed=1), 1e-3)
+    x = jnp.zeros(30)
+    prev_dec, prev_norm = -1.0, -1.0
+    for m in (1, 3, 9):
+      u, st = _one_step(scale_by_krylov_cubic_newton(m, init_M=1.0, adaptive=False), loss, x)
+      dec, nz = float(st.model_decrease), float(jnp.linalg.norm(u))
+      assert dec >= prev_dec - 1e-14 and nz >= prev_norm - 1e-12
+      prev_dec, prev_norm = dec, nz
+
+
+def test_monotone_descent_on_logistic_with_backtracking():
+  """From M_0 = 1e-12 the first trials fail (backtracking > 0); f never increases; converges."""
+  obj = objectives.get("logistic")
+  tx = krylov_cubic_newton(subspace_dim=10, init_M=1e-12)
+  params = obj.init()
+  state = tx.init(params)
+
+  @jax.jit
+  def step(p, s):
+    u, s = tx.update(jax.grad(obj.loss)(p), s, p, obj_fn=obj.loss)
+    return optax.apply_updates(p, u), s
+
+  values, backtracks = [float(obj.loss(params))], 0
+  for _ in range(12):
+    params, state = step(params, state)
+    values.append(float(obj.loss(params)))
+    backtracks += int(state.num_backtracks)
+    assert float(state.M) > 0
+  # nonincreasing (up to one float32 ulp: this loss is evaluated outside the jitted step)
+  assert all(b <= a + np.spacing(np.float32(a)) for a, b in zip(values, values[1:])), values
+  assert values[4] < values[0] - 0.25
+  assert backtracks > 0
+  assert values[-1] - obj.min_loss <= 1e-5
+  assert float(obj.distance(params)) <= 1e-3
+  assert int(state.hvp_count) == 120
+
+
+def test_rejected_step_keeps_params_and_grows_m():
+  """No trial passes within max_backtracks: zero update, accepted False, M grown, same dtypes."""
+  def loss(x):  # pseudo-Huber: the Newton step from x = 2 overshoots to about -8
+    return jnp.sum(jnp.sqrt(1.0 + x**2))
+
+  x = jnp.full((4,), 2.0)
+  tx = scale_by_krylov_cubic_newton(subspace_dim=2, init_M=1e-8, shrink=1.0, max_backtracks=2)
+  state0 = tx.init(x)
+  u, state = jax.jit(lambda g, s, p: tx.update(g, s, p, obj_fn=loss))(jax.grad(loss)(x), state0, x)
+  assert not bool(state.accepted)
+  assert np.all(np.asarray(u) == 0.0)
+  assert float(state.M) == pytest.approx(4e-8, rel=1e-6)
+  assert int(state.num_backtracks) == 2
+  assert jax.tree.map(lambda a: a.dtype, state) == jax.tree.map(lambda a: a.dtype, state0)
+  # with enough trials the same step is accepted and decreases f
+  tx = scale_by_krylov_cubic_newton(subspace_dim=2, init_M=1e-3, shrink=1.0)
+  u, state = _one_step(tx, loss, x)
+  assert bool(state.accepted) and int(state.num_backtracks) > 0
+  assert float(loss(x + u)) < float(loss(x))
+
+
+def test_pytree_equals_flat():
+  rng = np.random.default_rng(0)
+  params = {"a": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+            "b": jnp.asarray(rng.normal(size=5), jnp.float32)}
+  flat, unravel = ravel_pytree(params)
+  A = jnp.asarray(rng.normal(size=(30, 17)), jnp.float32)
+
+  def loss_flat(x):
+    return jnp.mean(jnp.logaddexp(0.0, A @ x)) + 0.05 * jnp.sum(x**2) + 0.01 * jnp.sum(x**4)
+
+  def loss_tree(p):
+    return loss_flat(ravel_pytree(p)[0])
+
+  tx = krylov_cubic_newton(subspace_dim=6)
+  u_tree, s_tree = _one_step(tx, loss_tree, params)
+  u_flat, s_flat = _one_step(tx, loss_flat, flat)
+  np.testing.assert_allclose(np.asarray(ravel_pytree(u_tree)[0]), np.asarray(u_flat),
+                             rtol=1e-5, atol=1e-6)
+  assert float(s_tree.M) == float(s_flat.M)
+
+
+def test_zero_gradient_gives_zero_update():
+  def loss(x):
+    return jnp.sum((x - 1.0) ** 2)
+
+  x = jnp.ones(6)
+  u, state = _one_step(krylov_cubic_newton(subspace_dim=4), loss, x)
+  assert np.all(np.asarray(u) == 0.0)
+  assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(state))
+
+
+def test_weight_decay_is_coupled_l2():
+  obj = objectives.get("logistic")
+  x = obj.init() + 0.1
+  wd = 0.3
+
+  def reg_loss(p):
+    return obj.loss(p) + 0.5 * wd * jnp.sum(p**2)
+
+  u1, s1 = _one_step(krylov_cubic_newton(subspace_dim=5, weight_decay=wd), obj.loss, x)
+  u2, s2 = _one_step(scale_by_krylov_cubic_newton(subspace_dim=5), reg_loss, x)
+  np.testing.assert_allclose(np.asarray(u1), np.asarray(u2), rtol=1e-5, atol=1e-7)
+  # a mask that excludes the only leaf gives the unregularized step
+  u3, _ = _one_step(krylov_cubic_newton(subspace_dim=5, weight_decay=wd, mask=False), obj.loss, x)
+  u4, _ = _one_step(scale_by_krylov_cubic_newton(subspace_dim=5), obj.loss, x)
+  np.testing.assert_allclose(np.asarray(u3), np.asarray(u4), rtol=1e-6, atol=1e-8)
+
+
+def test_errors():
+  tx = krylov_cubic_newton()
+  x = jnp.ones(3)
+  with pytest.raises(ValueError, match="obj_fn"):
+    tx.update(x, tx.init(x), x)
+  with pytest.raises(TypeError, match="subspace_dim"):
+    krylov_cubic_newton(subspace_dim=2.5)
+  with pytest.raises(ValueError, match="subspace_dim"):
+    krylov_cubic_newton(subspace_dim=0)
+  for name, value in (("init_M", -1.0), ("shrink", 0.0), ("grow", 0.5), ("min_M", 0.0),
+                      ("weight_decay", -0.1)):
+    with pytest.raises(ValueError, match=name):
+      krylov_cubic_newton(**{name: value})
+  with pytest.raises(ValueError, match="reortho"):
+    krylov_cubic_newton(reortho="partial")
+
+
+def test_minimize_logistic():
+  obj = objectives.get("logistic")
+  x, info = krylov.minimize(obj.loss, obj.init(), subspace_dim=10, max_iters=30, tol=1e-4)
+  assert info.converged
+  assert info.hvps == 10 * info.iterations
+  assert len(info.values) == info.iterations + 1 == len(info.grad_norms)
+  assert np.all(np.diff(info.values) <= 0.0)
+  assert info.grad_norms[-1] <= 1e-4 < info.grad_norms[0]
+  assert float(obj.distance(x)) <= 1e-3
+  assert np.all(np.diff(info.times) >= 0.0) and np.all(info.M > 0)
+  with pytest.raises(TypeError, match="bogus"):
+    krylov.minimize(obj.loss, obj.init(), bogus=1)
