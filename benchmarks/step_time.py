@@ -206,6 +206,14 @@ EXTRA_PAIRS.append(Pair(
     target=1.3,
 ))
 
+# LANTON (issue 6) with the spec's default 'ns' noise dual norm: one more Newton-Schulz pass per
+# matrix than muon (fused into the same batched call); the registry pair times dual_norm='gram'.
+EXTRA_PAIRS.append(Pair(
+    label="lanton (dual_norm='ns', default) vs optax.contrib.muon",
+    build=update_only_build(lambda: registry.get("lanton").factory(learning_rate=1e-3),
+                            lambda: registry.get("lanton").twin()),
+))
+
 # Targets named in the issues, keyed by label (registry pairs look theirs up here too).
 TARGETS: dict[str, float] = {}
 
