@@ -306,8 +306,8 @@ def scale_by_krylov_cubic_newton(
     >>> for _ in range(10):
     ...   updates, state = tx.update(jax.grad(loss)(params), state, params, obj_fn=loss)
     ...   params = optax.apply_updates(params, updates)
-    >>> round(float(jnp.linalg.norm(jax.grad(loss)(params))), 6)
-    0.0
+    >>> bool(jnp.linalg.norm(jax.grad(loss)(params)) < 1e-4)
+    True
 
   Reference: Jiang et al., Krylov Cubic Regularized Newton: A Subspace Second-Order Method with
   Dimension-Free Convergence Rate, AISTATS 2024, arXiv 2401.03058.
