@@ -274,7 +274,7 @@ def _table(lt: dict, mo: dict | None, machine: str) -> str:
       f"{lt['steps']} steps, warmup + cosine to lr/10, one seed, held-out loss every "
       f"{EVAL_EVERY} steps. Muon is D-Muon-like (consistent_rms 0.2, AdamW on embedding/head/"
       "vectors, weight decay 0.1); LANTON uses its defaults (dual norm 'ns', prev-grad noise, "
-      "r_min 0.05, sign on embedding/head, AdamW on vectors, weight decay 0.1). Target = muon's "
+      "r_min 0.05, 0.2 x sign on embedding/head, AdamW on vectors, weight decay 0.1). Target = muon's "
       "final held-out loss.",
       "",
       "| optimizer | best lr (grid) | final held-out loss | excess over entropy rate | "

@@ -204,7 +204,7 @@ def scale_by_lanton(
     ns_coeffs: tuple[float, float, float] = _lmo.NS_COEFFS,
     ns_eps: float = 1e-7,
     ns_dtype: Any = jnp.float32,
-    sign_scale: float = 1.0,
+    sign_scale: float = 0.2,
     r_max: float = 1.0,
     rate_eps: float = 1e-8,
     nesterov: bool = False,
@@ -264,7 +264,10 @@ def scale_by_lanton(
     ns_coeffs: quintic coefficients. Default (3.4445, -4.7750, 2.0315).
     ns_eps: Frobenius-norm guard of Newton-Schulz. Default 1e-7.
     ns_dtype: Newton-Schulz compute dtype: float32 (default) or ``jnp.bfloat16`` (faster, less exact).
-    sign_scale: [reconstructed] radius of the sign groups. Default 1.0 (Signum).
+    sign_scale: [reconstructed] radius of the sign groups (Signum times ``sign_scale``). Default
+      0.2: the RMS of the 'rms_match' hidden update, so both groups move like AdamW (RMS ~0.2)
+      at one learning rate; 1.0 is plain Signum (far worse at the hidden group's tuned rate in
+      notebook 04).
     r_max: upper clip for ``normalize`` in ('mean', 'max', 'none'). Default 1.0.
     rate_eps: [reconstructed] relative guard in the rate formula. Default 1e-8.
     nesterov: [reconstructed] use ``b1 B_t + (1-b1) G_t`` as the LMO input. Default False.
@@ -495,7 +498,7 @@ def lanton(
     ns_coeffs: tuple[float, float, float] = _lmo.NS_COEFFS,
     ns_eps: float = 1e-7,
     ns_dtype: Any = jnp.float32,
-    sign_scale: float = 1.0,
+    sign_scale: float = 0.2,
     r_max: float = 1.0,
     rate_eps: float = 1e-8,
     nesterov: bool = False,
