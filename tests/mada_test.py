@@ -324,3 +324,29 @@ def test_learned_mada_reduces_a_quadratic():
 def test_bad_arguments_raise_naming_the_argument(kwargs, match):
   with pytest.raises(ValueError, match=match):
     optzoo.mada(**{"learning_rate": 1e-3, **kwargs})
+
+
+def test_hyper_sgd_clips_and_uses_heavy_ball_momentum():
+  """kappa <- proj(kappa - eta * buf), buf <- mu * buf + clip(h), clip(h) = h min(1, C/(|h|+1e-6))."""
+  eta, mu, clip = 1e-3, 0.7, 1e-4
+  with jax.enable_x64(True):
+    tx = optzoo.mada(1e-2, learn=("b1", "b2", "gamma"), gamma=0.8, hyper_lr=eta,
+                     hyper_momentum=mu, hyper_clip=clip)
+    update = jax.jit(tx.update)
+    p = _params()
+    s = tx.init(p)
+    buf = np.zeros(6)
+    for _ in range(4):
+      before = np.asarray(s[0].coeffs)
+      u, s = update(jax.grad(_loss)(p), s, p)
+      p = optax.apply_updates(p, u)
+      h = np.asarray(s[0].hypergrad)
+      h_clip = h * np.minimum(1.0, clip / (np.abs(h) + 1e-6))
+      buf = mu * buf + h_clip
+      np.testing.assert_allclose(np.asarray(s[0].hyper_buf), buf, rtol=1e-12, atol=1e-18)
+      lo = np.array([b[0] for b in mada_mod.DEFAULT_BOUNDS])
+      hi = np.array([b[1] for b in mada_mod.DEFAULT_BOUNDS])
+      want = np.where([True, True, False, False, False, True],
+                      np.clip(before - eta * buf, lo, hi), before)
+      np.testing.assert_allclose(np.asarray(s[0].coeffs), want, rtol=1e-12, atol=1e-15)
+    assert np.all(np.abs(h[[0, 1, 5]]) > clip), "the clip should have been active here"
