@@ -19,6 +19,9 @@ Implementation notes (the "tangent" storage of spec section 6 (b)):
   (``b3``: ``diff_mu`` and ``prev_grad``; ``rho``: ``nu_avg``; ``gamma``: ``lion_mu``). With
   only ``b1`` and ``b2`` learned (HyperAdam) the state is ``mu, nu`` plus two tangents (2x
   Adam's); with all six learned it is 12 param-sized arrays (6x Adam's).
+* Cost: the step is memory-bound. XLA:CPU emits one loop per param-sized output (no
+  multi-output fusion), so every new state array and tangent is its own pass over memory;
+  ``benchmarks/results/step_time_mada.md`` has the measured ratios to ``optax.adam``.
 """
 
 from __future__ import annotations
