@@ -1,0 +1,347 @@
+"""Krylov cubic regularized Newton vs random-subspace cubic Newton, full cubic Newton and L-BFGS.
+
+L2-regularised logistic regression on synthetic sparse data (d = 1,000, 10,000, 100,000;
+n = 3d rows with 10 nonzeros each, half on uniform columns and half on a Zipf-like head, unit
+rows, planted labels with 10% flips: n > 2d and the flips make the data non-separable), in
+float64 (the paper's reference code is float64; ``--dtype float32`` for accelerators).
+
+Methods (all with the same adaptive-M backtracking: M_0 = 2e-3, halve at each step, double
+until f(x + s) <= f(x) + model(s), at most 20 trials, reject otherwise):
+  * ``krylov m=10``: optzoo.krylov.minimize (Lanczos subspace from the gradient).
+  * ``random coords m=10`` (SSCN, Hanzely et al. 2020) and ``random gaussian m=10``: the cubic
+    model on a fresh random subspace each step (m coordinates without replacement / an
+    orthonormalized Gaussian d x m matrix); the subspace Hessian costs m HVPs, as in Krylov.
+  * ``full cubic newton``: dense Hessian by d HVPs per step, where d <= --full-max-d.
+  * ``optax.lbfgs``: optax's documented loop with ``value_and_grad_from_state`` (x axis:
+    value-and-gradient evaluations instead of HVPs).
+
+f* is the smallest value any method evaluated; Krylov and L-BFGS run to |grad| <= 1e-9, so
+f - f* <= |grad|^2 / (2 l2) ~ 5e-15 there. Random-subspace runs get an HVP budget of
+``--sscn-budget`` times Krylov's HVPs (and a wall-clock cap), which decides the issue's
+target "Krylov reaches 1e-6 with at most a third of the HVPs of random-subspace cubic
+Newton at the same m" either way.
+
+Writes ``benchmarks/results/krylov.md`` and ``krylov_<d>.png`` (suboptimality vs HVPs and vs
+wall time; ``--quick``: ``krylov_quick.*``). Run: ``python benchmarks/krylov.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+TARGET = 1e-6
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+# ----------------------------------------------------------------------------- data
+def make_data(d: int, n: int, k: int = 10, seed: int = 0):
+  """Sparse rows as (n, k) column indices and values; labels in {0, 1}."""
+  rng = np.random.default_rng(seed)
+  uni = rng.integers(0, d, size=(n, k // 2))
+  p = 1.0 / np.arange(1, d + 1) ** 1.1
+  p /= p.sum()
+  head = rng.choice(d, size=(n, k - k // 2), p=p)
+  cols = np.concatenate([uni, head], axis=1).astype(np.int32)
+  vals = rng.normal(size=(n, k))
+  vals /= np.linalg.norm(vals, axis=1, keepdims=True)
+  w_true = rng.normal(size=d)
+  z = (vals * w_true[cols]).sum(axis=1)
+  y = (z + 0.3 * z.std() * rng.normal(size=n) > 0).astype(np.float64)
+  flip = rng.uniform(size=n) < 0.1
+  return cols, vals, np.where(flip, 1.0 - y, y)
+
+
+def make_loss(cols, vals, y, l2, dtype):
+  cols = jnp.asarray(cols)
+  vals = jnp.asarray(vals, dtype)
+  y = jnp.asarray(y, dtype)
+
+  def loss(w):
+    z = (vals * w[cols]).sum(axis=1)
+    return jnp.mean(jnp.logaddexp(0.0, z) - y * z) + 0.5 * l2 * jnp.vdot(w, w)
+
+  return loss
+
+
+# ----------------------------------------------------------------------------- baselines
+def subspace_cubic_step(fun, basis_fn, k, max_bt=20, shrink=0.5, grow=2.0):
+  """One cubic-Newton step on span(P) (P: k x d orthonormal rows from ``basis_fn(key, x)``),
+  with the same backtracking on M as optzoo.krylov. Subspace Hessian P H P^T by k HVPs."""
+  from optzoo.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
+
+  @jax.jit
+  def step(x, M_prev, key):
+    f, g = jax.value_and_grad(fun)(x)
+    _, hvp = jax.linearize(jax.grad(fun), x)
+    P = basis_fn(key, x)
+    HP = jax.lax.map(hvp, P)
+    B = P @ HP.T
+    B = 0.5 * (B + B.T)
+    theta, Q = jnp.linalg.eigh(B)
+    gamma = Q.T @ (P @ g)
+    iters = _default_secular_iters(x.dtype)
+
+    def body(c):
+      t, M, _, _, _ = c
+      y, _, model = _solve_eig(theta, gamma, M, iters)
+      s = P.T @ (Q @ y)
+      f_new = fun(x + s)
+      ok = jnp.isfinite(f_new) & (f_new <= f + model)
+      return t + 1, jnp.where(ok, M, M * grow), ok, s, f_new
+
+    init = (0, jnp.maximum(shrink * M_prev, 1e-12), False, jnp.zeros_like(x), f)
+    _, M, ok, s, _ = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < max_bt), body, init)
+    return jnp.where(ok, x + s, x), M, f, jnp.linalg.norm(g)
+
+  return step
+
+
+def coordinate_basis(m):
+  def basis(key, x):
+    idx = jax.random.choice(key, x.shape[0], (m,), replace=False)
+    return jax.nn.one_hot(idx, x.shape[0], dtype=x.dtype)
+
+  return basis
+
+
+def gaussian_basis(m):
+  def basis(key, x):
+    q, _ = jnp.linalg.qr(jax.random.normal(key, (x.shape[0], m), x.dtype))
+    return q.T
+
+  return basis
+
+
+def full_cubic_step(fun, max_bt=20, shrink=0.5, grow=2.0):
+  """Full cubic Newton: dense Hessian (jax.hessian: d HVPs), one eigh per step, same
+  backtracking on M."""
+  from optzoo.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
+
+  @jax.jit
+  def step(x, M_prev, key):
+    del key
+    f, g = jax.value_and_grad(fun)(x)
+    theta, Q = jnp.linalg.eigh(jax.hessian(fun)(x))
+    gamma = Q.T @ g
+    iters = _default_secular_iters(x.dtype)
+
+    def body(c):
+      t, M, _, _ = c
+      y, _, model = _solve_eig(theta, gamma, M, iters)
+      s = Q @ y
+      f_new = fun(x + s)
+      ok = jnp.isfinite(f_new) & (f_new <= f + model)
+      return t + 1, jnp.where(ok, M, M * grow), ok, s
+
+    init = (0, jnp.maximum(shrink * M_prev, 1e-12), False, jnp.zeros_like(x))
+    _, M, ok, s = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < max_bt), body, init)
+    return jnp.where(ok, x + s, x), M, f, jnp.linalg.norm(g)
+
+  return step
+
+
+def run_subspace(fun, x0, step, hvps_per_step, max_hvps, max_time, seed=0, min_hvps=0,
+                 tol=1e-9):
+  """Python loop over a jitted step; returns (hvps, times, values) with values at x_k.
+
+  Stops at |grad| <= tol, or once at least ``min_hvps`` were used and either ``max_hvps``
+  or ``max_time`` is exceeded."""
+  key = jax.random.PRNGKey(seed)
+  M = jnp.asarray(2e-3, x0.dtype)
+  jax.block_until_ready(step(x0, M, key))  # compile outside the clock
+  x, hv, ts, vs = x0, [], [], []
+  t0 = time.perf_counter()
+  used = 0
+  while True:
+    x, M, f, gnorm = step(x, M, jax.random.fold_in(key, used))
+    vs.append(float(f))
+    hv.append(used)
+    ts.append(time.perf_counter() - t0)
+    used += hvps_per_step
+    if float(gnorm) <= tol or (used > min_hvps and (used > max_hvps or ts[-1] > max_time)):
+      break
+  return np.array(hv), np.array(ts), np.array(vs)
+
+
+def run_lbfgs(fun, x0, max_iters, max_time, tol=1e-9):
+  import optax  # noqa: PLC0415
+
+  opt = optax.lbfgs()
+  value_and_grad = optax.value_and_grad_from_state(fun)
+
+  @jax.jit
+  def step(x, state):
+    value, grad = value_and_grad(x, state=state)
+    updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=fun)
+    return optax.apply_updates(x, updates), state, value, jnp.linalg.norm(grad)
+
+  state = opt.init(x0)
+  jax.block_until_ready(step(x0, state))
+  x, evals, ts, vs = x0, [], [], []
+  n_eval = 0
+  t0 = time.perf_counter()
+  for _ in range(max_iters):
+    x, state, value, gnorm = step(x, state)
+    vs.append(float(value))
+    evals.append(n_eval)
+    ts.append(time.perf_counter() - t0)
+    # one value_and_grad per iteration plus the linesearch's evaluations
+    n_eval += 1 + int(optax.tree.get(state, "num_linesearch_steps"))
+    if float(gnorm) <= tol or ts[-1] > max_time:
+      break
+  return np.array(evals), np.array(ts), np.array(vs)
+
+
+# ----------------------------------------------------------------------------- main
+def first_below(xs, subopt, level=TARGET):
+  idx = np.nonzero(subopt <= level)[0]
+  return None if len(idx) == 0 else float(xs[idx[0]])
+
+
+def main(argv=None):
+  from optzoo import krylov  # noqa: PLC0415
+  from step_time import machine_name  # noqa: PLC0415
+
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--quick", action="store_true", help="d = 1,000 only, small budgets")
+  ap.add_argument("--dims", type=int, nargs="*", default=None)
+  ap.add_argument("--m", type=int, default=10)
+  ap.add_argument("--l2", type=float, default=1e-4)
+  ap.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+  ap.add_argument("--sscn-budget", type=float, default=30.0,
+                  help="random-subspace HVP budget as a multiple of Krylov's total HVPs")
+  ap.add_argument("--max-time", type=float, default=60.0, help="seconds per method and d")
+  ap.add_argument("--full-max-d", type=int, default=None,
+                  help="largest d for dense full cubic Newton (default 2000 on CPU, 10000 on GPU)")
+  ap.add_argument("--out", default=RESULTS)
+  args = ap.parse_args(argv)
+  if args.dtype == "float64":
+    jax.config.update("jax_enable_x64", True)
+  dtype = jnp.dtype(args.dtype)
+  dims = args.dims or ([1000] if args.quick else [1000, 10_000, 100_000])
+  max_time = 15.0 if args.quick else args.max_time
+  full_max_d = args.full_max_d or (2000 if jax.devices()[0].platform == "cpu" else 10_000)
+  m = args.m
+  os.makedirs(args.out, exist_ok=True)
+  import matplotlib  # noqa: PLC0415
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  machine = machine_name()
+  prefix = "krylov_quick" if args.quick else "krylov"
+  rows, target_rows = [], []
+  for d in dims:
+    n = 3 * d
+    cols, vals, y = make_data(d, n)
+    fun = make_loss(cols, vals, y, args.l2, dtype)
+    x0 = jnp.zeros(d, dtype)
+    runs = {}
+    print(f"d={d}: krylov", flush=True)
+    _, info = krylov.minimize(fun, x0, subspace_dim=m, max_iters=200, tol=1e-9)
+    runs[f"krylov m={m}"] = (np.concatenate([[0], info.hvp_counts]),
+                             np.concatenate([[0.0], info.times]), info.values, "HVPs")
+    budget = args.sscn_budget * max(info.hvps, m)
+    k_sub = np.maximum(info.values - info.values.min(), 0.0)
+    k_reach = first_below(np.concatenate([[0], info.hvp_counts]), k_sub) or info.hvps
+    for name, basis in ((f"random coords m={m}", coordinate_basis(m)),
+                        (f"random gaussian m={m}", gaussian_basis(m))):
+      print(f"d={d}: {name}", flush=True)
+      step = subspace_cubic_step(fun, basis, m)
+      # at least 3x Krylov's HVPs to the target, so the target's verdict is decided
+      runs[name] = (*run_subspace(fun, x0, step, m, budget, max_time, min_hvps=3 * k_reach),
+                    "HVPs")
+    if d <= full_max_d:
+      print(f"d={d}: full", flush=True)
+      runs["full cubic newton"] = (*run_subspace(fun, x0, full_cubic_step(fun), d, 200 * d,
+                                                 max_time), "HVPs")
+    print(f"d={d}: lbfgs", flush=True)
+    runs["optax.lbfgs"] = (*run_lbfgs(fun, x0, 2000, max_time), "value+grad evals")
+    f_star = min(float(np.min(r[2])) for r in runs.values())
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, (hv, ts, vs, unit) in runs.items():
+      sub = np.maximum(vs - f_star, 1e-16)
+      style = "--" if unit != "HVPs" else "-"
+      label = name if unit == "HVPs" else f"{name} (x: {unit})"
+      axes[0].semilogy(hv, sub, style, label=label)
+      axes[1].semilogy(ts, sub, style, label=name)
+      reached_x = first_below(hv, sub)
+      reached_t = first_below(ts, sub)
+      rows.append((d, name, len(vs) - 1, int(hv[-1]), unit, float(ts[-1]), float(sub[-1]),
+                   reached_x, reached_t))
+    axes[0].set_xscale("symlog", linthresh=10)
+    axes[1].set_xscale("symlog", linthresh=0.01)
+    for ax in axes:
+      ax.axhline(TARGET, color="gray", lw=0.8, ls=":")
+      ax.set_ylabel("f(x) - f*")
+      ax.grid(alpha=0.3)
+    axes[0].set_xlabel("Hessian-vector products (L-BFGS: value+grad evaluations)")
+    axes[1].set_xlabel("wall time (s, compile excluded)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"L2 logistic regression, d={d}, n={n} ({args.dtype}) on {machine}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, f"{prefix}_{d}.png"), dpi=110)
+    plt.close(fig)
+
+    k_hvps = first_below(runs[f"krylov m={m}"][0], np.maximum(runs[f"krylov m={m}"][2] - f_star, 0))
+    for name in (f"random coords m={m}", f"random gaussian m={m}"):
+      hv, _, vs, _ = runs[name]
+      r_hvps = first_below(hv, vs - f_star)
+      if k_hvps is None:
+        verdict, ratio = "Krylov did not reach the target", "n/a"
+      elif r_hvps is None:
+        ratio = f"<= {k_hvps / hv[-1]:.3g} (not reached in {int(hv[-1])} HVPs)"
+        verdict = "holds" if k_hvps <= hv[-1] / 3 else "undecided (budget too small)"
+      else:
+        ratio = f"{k_hvps / r_hvps:.3g}"
+        verdict = "holds" if k_hvps <= r_hvps / 3 else "fails"
+      target_rows.append((d, name, k_hvps, r_hvps, ratio, verdict))
+
+  lines = [
+      "# Krylov cubic regularized Newton on L2 logistic regression",
+      "",
+      f"Machine: {machine}. dtype {args.dtype}, l2 = {args.l2:g}, n = 3d, 10 nonzeros per row,",
+      f"m = {m}. Generated by `python benchmarks/krylov.py{' --quick' if args.quick else ''}`.",
+      "f* = the smallest value any method evaluated. Times exclude compilation.",
+      "",
+      f"## Target: Krylov reaches {TARGET:g} with at most 1/3 of the HVPs of random-subspace "
+      "cubic Newton (same m)",
+      "",
+      "| d | random subspace | Krylov HVPs to target | random-subspace HVPs to target | "
+      "ratio | target |",
+      "|---|---|---|---|---|---|",
+  ]
+  for d, name, k, r, ratio, verdict in target_rows:
+    lines.append(f"| {d} | {name} | {k if k is None else int(k)} | "
+                 f"{'not reached' if r is None else int(r)} | {ratio} | {verdict} |")
+  lines += [
+      "",
+      "## All runs",
+      "",
+      "| d | method | iterations | work | unit | time (s) | final f - f* | work to 1e-6 | "
+      "time to 1e-6 (s) |",
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for d, name, its, work, unit, t, sub, rx, rt in rows:
+    rx_s = "-" if rx is None else f"{int(rx)}"
+    rt_s = "-" if rt is None else f"{rt:.3g}"
+    lines.append(f"| {d} | {name} | {its} | {work} | {unit} | {t:.3g} | {sub:.2e} | {rx_s} | "
+                 f"{rt_s} |")
+  lines += ["", "Plots: " + ", ".join(f"`{prefix}_{d}.png`" for d in dims), ""]
+  with open(os.path.join(args.out, f"{prefix}.md"), "w") as fh:
+    fh.write("\n".join(lines))
+  print("\n".join(lines))
+
+
+if __name__ == "__main__":
+  main()
