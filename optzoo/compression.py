@@ -110,7 +110,8 @@ def block_layout(size: int, block_size: int, density: float) -> BlockLayout:
 
 
 def topk_blocks(x: jax.Array, layout: BlockLayout, values_dtype: Any = jnp.bfloat16,
-                index_dtype: Any = jnp.int16) -> tuple[jax.Array, jax.Array]:
+                index_dtype: Any = jnp.int16,
+                approx_recall: float | None = None) -> tuple[jax.Array, jax.Array]:
   """The largest-magnitude entries of every block of a flat array.
 
   Full blocks are one ``jax.lax.top_k`` over the ``(n_blocks, B)`` view; the remainder block is
@@ -122,6 +123,10 @@ def topk_blocks(x: jax.Array, layout: BlockLayout, values_dtype: Any = jnp.bfloa
     layout: from :func:`block_layout`.
     values_dtype: dtype of the returned values (default bfloat16); None keeps ``x.dtype``.
     index_dtype: dtype of the block-relative indices (default int16).
+    approx_recall: None (default) for the exact ``top_k``; a recall target in (0, 1] uses
+      ``jax.lax.approx_max_k`` instead, which is faster on TPU and exact elsewhere (XLA falls
+      back to ``top_k``). Approximate selection may miss entries; MicroAdam's error feedback
+      carries them to the next step.
 
   Returns:
     ``(idx, values)``, both of shape ``(layout.k,)``: per-block segments in block order;
@@ -131,14 +136,20 @@ def topk_blocks(x: jax.Array, layout: BlockLayout, values_dtype: Any = jnp.bfloa
   lay = layout
   vdt = x.dtype if values_dtype is None else values_dtype
   idx_parts, val_parts = [], []
+
+  def select(a, k):
+    if approx_recall is None:
+      return jax.lax.top_k(a, k)[1]
+    return jax.lax.approx_max_k(a, k, recall_target=float(approx_recall))[1]
+
   if lay.n_blocks:
     full = x[: lay.n_blocks * lay.block].reshape(lay.n_blocks, lay.block)
-    _, i = jax.lax.top_k(jnp.abs(full), lay.k_block)
+    i = select(jnp.abs(full), lay.k_block)
     idx_parts.append(i.reshape(-1))
     val_parts.append(jnp.take_along_axis(full, i, axis=1).reshape(-1))
   if lay.k_remainder:
     rem = x[lay.n_blocks * lay.block:]
-    _, i = jax.lax.top_k(jnp.abs(rem), lay.k_remainder)
+    i = select(jnp.abs(rem), lay.k_remainder)
     idx_parts.append(i)
     val_parts.append(rem[i])
   if not idx_parts:

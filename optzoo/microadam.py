@@ -60,6 +60,7 @@ def scale_by_microadam(
     values_dtype: Any = jnp.bfloat16,
     stats_dtype: Any = jnp.bfloat16,
     error_feedback: bool = True,
+    approx_topk_recall: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MicroAdam's learning-rate-free direction from a window of compressed gradients.
 
@@ -106,6 +107,9 @@ def scale_by_microadam(
       they are rounded outward so they still bracket the float32 residual.
     error_feedback: keep the top-k residual and add it to the next gradient (default True,
       the paper); False drops it ("TopK-Adam", the paper's Fig. 1 ablation) [option].
+    approx_topk_recall: None (default) selects with the exact ``jax.lax.top_k``; a recall
+      target such as 0.95 uses ``jax.lax.approx_max_k`` (fast on TPU, exact on CPU/GPU);
+      missed entries stay in the error feedback (static) [option, spec section 5].
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -138,6 +142,9 @@ def scale_by_microadam(
   bsz = _checks.check_int("block_size", block_size, 1, C.MAX_BLOCK_SIZE)
   quantize_ef = bool(quantize_ef)
   error_feedback = bool(error_feedback)
+  if approx_topk_recall is not None:
+    _checks.check_range("approx_topk_recall", approx_topk_recall, 0.0, 1.0, low_open=True)
+    approx_topk_recall = float(approx_topk_recall)
   values_dtype = jnp.dtype(values_dtype)
   stats_dtype = jnp.dtype(stats_dtype)
 
@@ -195,7 +202,7 @@ def scale_by_microadam(
       if error_feedback:
         acc = acc + (C.dequantize_4bit(ef, lo, hi, d, q) if quantize_ef else ef)
       # 2-3. block top-k; the residual is the accumulator with the selected entries zeroed
-      rel, v = C.topk_blocks(acc, lay, values_dtype=None)
+      rel, v = C.topk_blocks(acc, lay, values_dtype=None, approx_recall=approx_topk_recall)
       resid = acc.at[C.global_indices(rel, lay)].set(0.0)
       # 4-5. new error feedback
       if not error_feedback:
@@ -242,6 +249,7 @@ def microadam(
     values_dtype: Any = jnp.bfloat16,
     stats_dtype: Any = jnp.bfloat16,
     error_feedback: bool = True,
+    approx_topk_recall: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MicroAdam with decoupled weight decay: under one byte of state per parameter.
 
@@ -269,6 +277,8 @@ def microadam(
     values_dtype: stored top-k values (default bfloat16, as the reference).
     stats_dtype: stored quantization min/max (default bfloat16, as the reference).
     error_feedback: feed the top-k residual back (default True); False is TopK-Adam [option].
+    approx_topk_recall: None = exact top-k (default); a recall target uses
+      ``jax.lax.approx_max_k`` (for TPU) [option].
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, optzoo
@@ -290,7 +300,8 @@ def microadam(
       scale_by_microadam(b1=b1, b2=b2, eps=eps, num_grads=num_grads, density=density,
                          quant_bucket_size=quant_bucket_size, block_size=block_size,
                          quantize_ef=quantize_ef, values_dtype=values_dtype,
-                         stats_dtype=stats_dtype, error_feedback=error_feedback),
+                         stats_dtype=stats_dtype, error_feedback=error_feedback,
+                         approx_topk_recall=approx_topk_recall),
       optax.add_decayed_weights(weight_decay, mask),
       optax.scale_by_learning_rate(learning_rate),
   )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -160,3 +161,16 @@ def test_round_half_up():
   # step (hi - lo) / 15 = 1: x = 0.5 and 2.5 lie exactly halfway and round up
   c = C.quantize_codes(jnp.array([0.5, 2.5, 2.49, 15.0]), jnp.array([0.0]), jnp.array([15.0]), 4)
   assert c.tolist() == [1, 3, 2, 15]
+
+
+def test_approx_topk_selects_k_distinct_entries_per_block():
+  x = jnp.asarray(_distinct(7, 1000))
+  lay = C.block_layout(1000, 256, 0.05)
+  idx, vals = C.topk_blocks(x, lay, values_dtype=None, approx_recall=0.95)
+  exact, _ = C.topk_blocks(x, lay, values_dtype=None)
+  gidx = np.asarray(C.global_indices(idx, lay))
+  assert len(set(gidx.tolist())) == lay.k and gidx.max() < 1000
+  np.testing.assert_array_equal(np.asarray(vals), np.asarray(x)[gidx])
+  if jax.default_backend() != "tpu":  # XLA falls back to the exact top_k off TPU
+    exact_g = set(np.asarray(C.global_indices(exact, lay)).tolist())
+    assert set(gidx.tolist()) == exact_g

@@ -250,6 +250,7 @@ def test_flax_mlp_final_loss_within_10_percent_of_adam():
     (dict(eps=-1e-8), "eps"), (dict(density=0.0), "density"), (dict(density=1.5), "density"),
     (dict(quant_bucket_size=63), "quant_bucket_size"), (dict(block_size=40_000), "block_size"),
     (dict(num_grads=0), "num_grads"), (dict(weight_decay=-1.0), "weight_decay"),
+    (dict(approx_topk_recall=0.0), "approx_topk_recall"),
 ])
 def test_bad_arguments_raise_naming_them(kwargs, name):
   with pytest.raises(ValueError, match=name):
