@@ -16,10 +16,11 @@ until f(x + s) <= f(x) + model(s), at most 20 trials, reject otherwise):
     value-and-gradient evaluations instead of HVPs).
 
 f* is the smallest value any method evaluated; Krylov and L-BFGS run to |grad| <= 1e-9, so
-f - f* <= |grad|^2 / (2 l2) ~ 5e-15 there. Random-subspace runs get an HVP budget of
-``--sscn-budget`` times Krylov's HVPs (and a wall-clock cap), which decides the issue's
-target "Krylov reaches 1e-6 with at most a third of the HVPs of random-subspace cubic
-Newton at the same m" either way.
+f - f* <= |grad|^2 / (2 l2) ~ 5e-15 there. Random-subspace runs stop 10x below the target
+(judged against Krylov's best value), or at an HVP budget of ``--sscn-budget`` times Krylov's
+HVPs or the wall-clock cap, but never before 3x Krylov's HVPs to the target; so the issue's
+target "Krylov reaches 1e-6 with at most a third of the HVPs of random-subspace cubic Newton
+at the same m" is decided either way (a measured ratio, or a bound when the budget ran out).
 
 Writes ``benchmarks/results/krylov.md`` and ``krylov_<d>.png`` (suboptimality vs HVPs and vs
 wall time; ``--quick``: ``krylov_quick.*``). Run: ``python benchmarks/krylov.py [--quick]``.
@@ -150,11 +151,11 @@ def full_cubic_step(fun, max_bt=20, shrink=0.5, grow=2.0):
 
 
 def run_subspace(fun, x0, step, hvps_per_step, max_hvps, max_time, seed=0, min_hvps=0,
-                 tol=1e-9):
+                 tol=1e-9, stop_value=-np.inf):
   """Python loop over a jitted step; returns (hvps, times, values) with values at x_k.
 
-  Stops at |grad| <= tol, or once at least ``min_hvps`` were used and either ``max_hvps``
-  or ``max_time`` is exceeded."""
+  Stops at |grad| <= tol or f <= stop_value, or once at least ``min_hvps`` were used and
+  either ``max_hvps`` or ``max_time`` is exceeded."""
   key = jax.random.PRNGKey(seed)
   M = jnp.asarray(2e-3, x0.dtype)
   jax.block_until_ready(step(x0, M, key))  # compile outside the clock
@@ -167,7 +168,8 @@ def run_subspace(fun, x0, step, hvps_per_step, max_hvps, max_time, seed=0, min_h
     hv.append(used)
     ts.append(time.perf_counter() - t0)
     used += hvps_per_step
-    if float(gnorm) <= tol or (used > min_hvps and (used > max_hvps or ts[-1] > max_time)):
+    if (float(gnorm) <= tol or vs[-1] <= stop_value
+        or (used > min_hvps and (used > max_hvps or ts[-1] > max_time))):
       break
   return np.array(hv), np.array(ts), np.array(vs)
 
@@ -217,7 +219,7 @@ def main(argv=None):
   ap.add_argument("--m", type=int, default=10)
   ap.add_argument("--l2", type=float, default=1e-4)
   ap.add_argument("--dtype", default="float64", choices=("float32", "float64"))
-  ap.add_argument("--sscn-budget", type=float, default=30.0,
+  ap.add_argument("--sscn-budget", type=float, default=300.0,
                   help="random-subspace HVP budget as a multiple of Krylov's total HVPs")
   ap.add_argument("--max-time", type=float, default=60.0, help="seconds per method and d")
   ap.add_argument("--full-max-d", type=int, default=None,
@@ -258,8 +260,8 @@ def main(argv=None):
       print(f"d={d}: {name}", flush=True)
       step = subspace_cubic_step(fun, basis, m)
       # at least 3x Krylov's HVPs to the target, so the target's verdict is decided
-      runs[name] = (*run_subspace(fun, x0, step, m, budget, max_time, min_hvps=3 * k_reach),
-                    "HVPs")
+      runs[name] = (*run_subspace(fun, x0, step, m, budget, max_time, min_hvps=3 * k_reach,
+                                  stop_value=info.values.min() + TARGET / 10), "HVPs")
     if d <= full_max_d:
       print(f"d={d}: full", flush=True)
       runs["full cubic newton"] = (*run_subspace(fun, x0, full_cubic_step(fun), d, 200 * d,
