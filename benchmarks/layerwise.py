@@ -119,7 +119,7 @@ def _hidden_only(params):
 
 OPTIMIZERS = {
     # name: (factory(lr schedule), lr grid)
-    "lanton": (lambda s: optzoo.lanton(s, weight_decay=0.1), (1e-2, 3e-2, 6e-2)),
+    "lanton": (lambda s: optzoo.lanton(s, weight_decay=0.1), (6e-2, 1.2e-1, 2.4e-1)),
     "optax.contrib.muon": (lambda s: optax.contrib.muon(
         s, beta=0.95, nesterov=False, consistent_rms=0.2, weight_decay=0.1, adam_b1=0.9,
         adam_b2=0.95, muon_weight_dimension_numbers=_hidden_only), (1e-2, 3e-2, 6e-2)),
