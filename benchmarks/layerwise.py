@@ -124,7 +124,7 @@ OPTIMIZERS = {
         s, beta=0.95, nesterov=False, consistent_rms=0.2, weight_decay=0.1, adam_b1=0.9,
         adam_b2=0.95, muon_weight_dimension_numbers=_hidden_only), (1e-2, 3e-2, 6e-2)),
     "optax.adamw": (lambda s: optax.adamw(s, b1=0.9, b2=0.95, weight_decay=0.1),
-                    (3e-3, 1e-2)),
+                    (3e-3, 1e-2, 3e-2)),
 }
 ABLATION = "lanton, rates fixed at 1 (r_min=1)"
 
