@@ -175,17 +175,18 @@ def main(argv=None):
   cols = 4 if len(suite) > 3 else len(suite)
   rows = -(-len(suite) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+  colors = plt.cm.tab20(np.linspace(0, 1, 20))
   for ax, o in zip(axes.flat, suite):
-    for n in names:
+    for i, n in enumerate(names):
       c = results[o, n]["curve"]
       style = "--" if n.startswith("optax.") else "-"
-      ax.plot(np.maximum(c, 1e-12), style, label=n, lw=1.2)
+      ax.plot(np.maximum(c, 1e-12), style, label=n, lw=1.1, color=colors[(2 * i) % 20 + (2 * i) // 20])
     ax.set_yscale("log")
     ax.set_title(o)
     ax.set_xlabel("step")
   for ax in list(axes.flat)[len(suite):]:
     ax.axis("off")
-  axes.flat[0].set_ylabel("loss - min (log)")
+  axes.flat[0].set_ylabel("loss - min (log, floored at 1e-12)")
   handles, labels = axes.flat[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
   fig.suptitle(f"optzoo leaderboard ({machine_name()})", fontsize=9)
