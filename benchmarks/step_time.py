@@ -205,6 +205,21 @@ EXTRA_PAIRS.append(Pair(
     build=adahessian_mlp_build(update_every=10, window=10),
     target=1.3,
 ))
+# The same comparison on a smaller MLP (256 -> 512 x 3 -> 10): the ratio depends on model size,
+# because the HVP's extra matmuls (about 2x a gradient's) dominate only once matmuls dominate
+# the step; at 2.6M params the XLA flop count alone is 2.85x (benchmarks/adahessian_flops.py).
+_AH_SMALL = 256 * 512 + 512 + 2 * (512 * 512 + 512) + 512 * 10 + 10
+EXTRA_PAIRS.append(Pair(
+    label=f"adahessian step+HVP (MLP {_AH_SMALL / 1e6:.2f}M, batch 128) vs value_and_grad+optax.adam",
+    build=adahessian_mlp_build(update_every=1, width=512, depth=3, in_features=256),
+    target=2.5,
+))
+EXTRA_PAIRS.append(Pair(
+    label=f"adahessian update_every=10, 10-step windows (MLP {_AH_SMALL / 1e6:.2f}M) "
+          "vs value_and_grad+optax.adam",
+    build=adahessian_mlp_build(update_every=10, window=10, width=512, depth=3, in_features=256),
+    target=1.3,
+))
 
 # LANTON (issue 6) with the spec's default 'ns' noise dual norm: one more Newton-Schulz pass per
 # matrix than muon (fused into the same batched call); the registry pair times dual_norm='gram'.
