@@ -56,8 +56,8 @@ def scale_by_lion(
     >>> params = {"w": jnp.ones(3)}
     >>> state = tx.init(params)
     >>> updates, state = tx.update({"w": jnp.array([1.0, -2.0, 0.0])}, state, params)
-    >>> updates["w"].tolist()
-    [-0.001, 0.001, -0.0]
+    >>> (updates["w"] / 1e-3).round(6).tolist()   # -lr * sign(c): c = 0.1 g at step 1
+    [-1.0, 1.0, -0.0]
 
   Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, arXiv 2302.06675.
   """
