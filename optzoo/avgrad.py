@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from optax._src import numerics
 
-from optzoo import _checks
+from optzoo import _alias, _checks
 
 
 class ScaleByAvgradState(NamedTuple):
@@ -155,10 +155,6 @@ def avgrad(
   Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
   arXiv 2401.08893 (ICML 2024).
   """
-  _checks.check_learning_rate(learning_rate)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
-  return optax.chain(
+  return _alias.decoupled_alias(
       scale_by_avgrad(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
-      optax.add_decayed_weights(weight_decay, mask),
-      optax.scale_by_learning_rate(learning_rate),
-  )
+      learning_rate, weight_decay, mask)

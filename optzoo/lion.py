@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from optax._src import numerics
 
-from optzoo import _checks
+from optzoo import _alias, _checks
 
 
 class ScaleByLionState(NamedTuple):
@@ -122,10 +122,6 @@ def lion(
 
   Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, arXiv 2302.06675.
   """
-  _checks.check_learning_rate(learning_rate)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
-  return optax.chain(
+  return _alias.decoupled_alias(
       scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),
-      optax.add_decayed_weights(weight_decay, mask),
-      optax.scale_by_learning_rate(learning_rate),
-  )
+      learning_rate, weight_decay, mask)

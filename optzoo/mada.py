@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from optax._src import numerics
 
-from optzoo import _checks
+from optzoo import _alias, _checks
 
 #: The six coefficients, in the order of ``state.coeffs``.
 COEFF_NAMES: tuple[str, ...] = ("b1", "b2", "b3", "rho", "c", "gamma")
@@ -552,14 +552,10 @@ def mada(
   Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
   arXiv 2401.08893 (ICML 2024).
   """
-  _checks.check_learning_rate(learning_rate)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
-  return optax.chain(
+  return _alias.decoupled_alias(
       scale_by_mada(
           learning_rate=learning_rate, b1=b1, b2=b2, b3=b3, rho=rho, c=c, gamma=gamma, eps=eps,
           eps_root=eps_root, lion_b1=lion_b1, lion_b2=lion_b2, learn=learn, hyper_lr=hyper_lr,
           hyper_momentum=hyper_momentum, hyper_clip=hyper_clip, hyper_start=hyper_start,
           bounds=bounds, v_init=v_init, compat=compat, mu_dtype=mu_dtype),
-      optax.add_decayed_weights(weight_decay, mask),
-      optax.scale_by_learning_rate(learning_rate),
-  )
+      learning_rate, weight_decay, mask)

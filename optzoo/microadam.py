@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from optax._src import numerics
 
-from optzoo import _checks
+from optzoo import _alias, _checks
 from optzoo import compression as C
 
 
@@ -294,14 +294,10 @@ def microadam(
   Reference: Modoranu et al., MicroAdam: Accurate Adaptive Optimization with Low Space
   Overhead and Provable Convergence, arXiv 2405.15593.
   """
-  _checks.check_learning_rate(learning_rate)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
-  return optax.chain(
+  return _alias.decoupled_alias(
       scale_by_microadam(b1=b1, b2=b2, eps=eps, num_grads=num_grads, density=density,
                          quant_bucket_size=quant_bucket_size, block_size=block_size,
                          quantize_ef=quantize_ef, values_dtype=values_dtype,
                          stats_dtype=stats_dtype, error_feedback=error_feedback,
                          approx_topk_recall=approx_topk_recall),
-      optax.add_decayed_weights(weight_decay, mask),
-      optax.scale_by_learning_rate(learning_rate),
-  )
+      learning_rate, weight_decay, mask)
