@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from optax._src import numerics
 
-from optzoo import _checks, curvature
+from optzoo import _alias, _checks, curvature
 
 AVERAGING_MODES = ("official", "none", "fan_in")
 
@@ -316,15 +316,21 @@ def scale_by_adahessian(
     mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
     nu = jax.tree.map(lambda v, dd: (b2 * v + (1.0 - b2) * (dd * dd)).astype(v.dtype), state.nu, d)
 
+    power_is_one = _checks.concrete_float(hessian_power) == 1.0
+
     def direction(g, m, v):
       ct = jnp.promote_types(v.dtype, jnp.float32)
       t = count.astype(ct)
       bc1 = 1.0 - jnp.asarray(b1, ct) ** t
       bc2 = 1.0 - jnp.asarray(b2, ct) ** t
-      k = jnp.asarray(hessian_power, ct)
       rms = jnp.sqrt(v.astype(ct) / bc2)
-      # exact for the default k = 1 (keeps loss-scale invariance bitwise); pow otherwise
-      denom = jnp.where(k == 1.0, rms, rms**k) + jnp.asarray(eps, ct)
+      # exact for k = 1 (keeps loss-scale invariance bitwise); pow otherwise. A concrete k = 1
+      # (the default) needs no per-element pow at all; a traced k picks at run time.
+      if power_is_one:
+        denom = rms + jnp.asarray(eps, ct)
+      else:
+        k = jnp.asarray(hessian_power, ct)
+        denom = jnp.where(k == 1.0, rms, rms**k) + jnp.asarray(eps, ct)
       return ((m.astype(ct) / bc1) / denom).astype(g.dtype)
 
     new_updates = jax.tree.map(direction, updates, mu, nu)
@@ -392,13 +398,9 @@ def adahessian(
   Reference: Yao et al., ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning,
   AAAI 2021, arXiv 2006.00719.
   """
-  _checks.check_learning_rate(learning_rate)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
-  return optax.chain(
+  return _alias.decoupled_alias(
       scale_by_adahessian(b1=b1, b2=b2, eps=eps, hessian_power=hessian_power,
                           update_every=update_every, averaging=averaging, key=key,
                           n_samples=n_samples, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
                           linearize=linearize),
-      optax.add_decayed_weights(weight_decay, mask),
-      optax.scale_by_learning_rate(learning_rate),
-  )
+      learning_rate, weight_decay, mask)
