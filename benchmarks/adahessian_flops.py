@@ -20,7 +20,7 @@ import optax
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from step_time import machine_name  # noqa: E402
+from step_time import machine_name, mlp_problem  # noqa: E402
 
 from optzoo import curvature  # noqa: E402
 from optzoo.adahessian import adahessian  # noqa: E402
@@ -34,24 +34,11 @@ def _flops(fn, *args) -> float:
 
 
 def main(batch: int = 128, width: int = 1024, depth: int = 3, in_features: int = 512):
-  import flax.linen as nn  # noqa: PLC0415
-
-  class MLP(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-      for _ in range(depth):
-        x = nn.relu(nn.Dense(width)(x))
-      return nn.Dense(10)(x)
-
-  model = MLP()
-  kx, ky, kp = jax.random.split(jax.random.PRNGKey(0), 3)
-  xs = jax.random.normal(kx, (batch, in_features))
-  ys = jax.random.randint(ky, (batch,), 0, 10)
-  params = model.init(kp, xs[:1])["params"]
+  xs, ys, params, loss_xy = mlp_problem(batch, width, depth, in_features)
   n_params = sum(p.size for p in jax.tree.leaves(params))
 
   def loss_fn(p):
-    return optax.softmax_cross_entropy_with_integer_labels(model.apply({"params": p}, xs), ys).mean()
+    return loss_xy(p, xs, ys)
 
   def step(tx, obj):
     def f(p, s):

@@ -129,6 +129,34 @@ EXTRA_PAIRS.append(Pair(
     target=2.0,
 ))
 
+def mlp_problem(batch: int = 128, width: int = 1024, depth: int = 3, in_features: int = 512):
+  """A Flax MLP ``in_features -> width x depth -> 10`` on one synthetic batch.
+
+  Returns ``(xs, ys, params, loss_fn)`` with ``loss_fn(params, x, y)`` the mean softmax
+  cross-entropy. Shared by the AdaHessian step-time pairs and ``adahessian_flops.py``.
+  """
+  import flax.linen as nn  # noqa: PLC0415
+
+  class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      for _ in range(depth):
+        x = nn.relu(nn.Dense(width)(x))
+      return nn.Dense(10)(x)
+
+  model = MLP()
+  kx, ky, kp = jax.random.split(jax.random.PRNGKey(0), 3)
+  xs = jax.random.normal(kx, (batch, in_features))
+  ys = jax.random.randint(ky, (batch,), 0, 10)
+  params = model.init(kp, xs[:1])["params"]
+
+  def loss_fn(p, x, y):
+    logits = model.apply({"params": p}, x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  return xs, ys, params, loss_fn
+
+
 def adahessian_mlp_build(update_every: int, window: int = 1, batch: int = 128,
                          width: int = 1024, depth: int = 3, in_features: int = 512):
   """AdaHessian's whole training step on a Flax MLP against ``value_and_grad`` + ``optax.adam``.
@@ -144,26 +172,9 @@ def adahessian_mlp_build(update_every: int, window: int = 1, batch: int = 128,
 
   def build(n_params: int):
     del n_params
-    import flax.linen as nn  # noqa: PLC0415
-
     from optzoo.adahessian import adahessian  # noqa: PLC0415
 
-    class MLP(nn.Module):
-      @nn.compact
-      def __call__(self, x):
-        for _ in range(depth):
-          x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(10)(x)
-
-    model = MLP()
-    kx, ky, kp = jax.random.split(jax.random.PRNGKey(0), 3)
-    xs = jax.random.normal(kx, (batch, in_features))
-    ys = jax.random.randint(ky, (batch,), 0, 10)
-    params = model.init(kp, xs[:1])["params"]
-
-    def loss_fn(p, x, y):
-      logits = model.apply({"params": p}, x)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    xs, ys, params, loss_fn = mlp_problem(batch, width, depth, in_features)
 
     def make_step(tx, needs_obj_fn):
       def one(carry, x, y):
