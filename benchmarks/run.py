@@ -23,9 +23,7 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -60,23 +58,11 @@ def contestants():
 
 
 def run_one(make, extra_args, obj: objectives.Objective, steps: int):
-  tx = make(obj.name)
-  extras = {"obj_fn": obj.loss} if "obj_fn" in extra_args else {}
-
-  def body(carry, _):
-    p, st = carry
-    loss, g = jax.value_and_grad(obj.loss)(p)
-    u, st = tx.update(g, st, p, **extras)
-    return (optax.apply_updates(p, u), st), loss
-
-  def run(p):
-    (p, _), losses = jax.lax.scan(body, (p, tx.init(p)), None, length=steps)
-    return p, jnp.concatenate([losses, obj.loss(p)[None]])
-
+  run = testing.optimize_fn(make(obj.name), obj.loss, steps, extra_args)
   params = obj.init()
   compiled = jax.jit(run).lower(params).compile()
   t0 = time.perf_counter()
-  final, losses = jax.block_until_ready(compiled(params))
+  _, losses = jax.block_until_ready(compiled(params))
   elapsed = time.perf_counter() - t0
   return np.asarray(losses, np.float64), elapsed / steps * 1e6
 

@@ -54,6 +54,8 @@ __all__ = [
     "ConformanceError",
     "Subject",
     "check_optimizer",
+    "optimize",
+    "optimize_fn",
     "state_bytes",
     "bytes_per_param",
     "subject_from_entry",
@@ -383,6 +385,42 @@ def check_checkpoint(s: Subject) -> None:
   _assert_trees_equal(st_res, st_full, "state after checkpoint round-trip")
 
 
+def optimize_fn(tx: optax.GradientTransformation, loss: Callable, steps: int,
+                extra_args: Sequence[str] = ()) -> Callable:
+  """``run(params) -> (final_params, losses)``: ``steps`` full-batch steps under ``lax.scan``.
+
+  ``losses`` has ``steps + 1`` entries: the loss before each step, then at the end. Not
+  jitted, so callers can ``jax.jit(...).lower(params).compile()`` it to time the run alone.
+  """
+
+  def body(carry, _):
+    p, st = carry
+    value, grads = jax.value_and_grad(loss)(p)
+    updates, st = tx.update(grads, st, p, **_extras(extra_args, loss, p))
+    return (optax.apply_updates(p, updates), st), value
+
+  def run(params):
+    (p, _), losses = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
+    return p, jnp.concatenate([losses, loss(p)[None]])
+
+  return run
+
+
+def optimize(tx: optax.GradientTransformation, loss: Callable, params: Any, steps: int,
+             extra_args: Sequence[str] = ()) -> tuple[Any, jax.Array]:
+  """Minimizes ``loss`` from ``params`` for ``steps`` jitted full-batch steps.
+
+  Returns ``(final_params, losses)`` as :func:`optimize_fn`. ``extra_args`` names the
+  ``update`` keywords to supply (``'obj_fn'``, ``'value'``).
+
+  >>> import jax.numpy as jnp, optax
+  >>> p, losses = optimize(optax.sgd(0.5), lambda x: jnp.sum((x - 3.0) ** 2), jnp.zeros(2), 20)
+  >>> p.round(4).tolist(), losses.shape
+  ([3.0, 3.0], (21,))
+  """
+  return jax.jit(optimize_fn(tx, loss, steps, extra_args))(params)
+
+
 def check_convergence(s: Subject) -> None:
   """11. reaches every convergence-suite minimizer within tolerance under lax.scan."""
   steps = s.convergence_steps
@@ -390,20 +428,7 @@ def check_convergence(s: Subject) -> None:
   failures = []
   for name in objectives.CONVERGENCE_SUITE:
     obj = objectives.get(name)
-    tx = s.make(name)
-    step = _step_fn(tx, obj.loss, s.extra_args)
-
-    @jax.jit
-    def run(params, step=step, tx=tx):
-      def body(carry, _):
-        p, st = carry
-        p, st, _ = step(p, st)
-        return (p, st), None
-
-      (p, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
-      return p
-
-    final = run(obj.init())
+    final, _ = optimize(s.make(name), obj.loss, obj.init(), steps, s.extra_args)
     dist = float(obj.distance(final))
     if not dist <= s.convergence_tol:
       failures.append(f"{name}: distance {dist:.3g} > {s.convergence_tol} after {steps} steps")

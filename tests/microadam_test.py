@@ -212,15 +212,8 @@ def test_rosenbrock_converges():
   obj = objectives.get("rosenbrock")
   tx = registry.get("microadam").make("rosenbrock")  # top-1 of 2 coordinates per step
 
-  @jax.jit
-  def run(p):
-    def body(c, _):
-      p, s = c
-      u, s = tx.update(jax.grad(obj.loss)(p), s, p)
-      return (optax.apply_updates(p, u), s), None
-    return jax.lax.scan(body, (p, tx.init(p)), None, length=20_000)[0][0]
-
-  assert float(obj.distance(run(obj.init()))) < 3e-2
+  final, _ = testing.optimize(tx, obj.loss, obj.init(), 20_000)
+  assert float(obj.distance(final)) < 3e-2
 
 
 def test_flax_mlp_final_loss_within_10_percent_of_adam():
@@ -228,14 +221,7 @@ def test_flax_mlp_final_loss_within_10_percent_of_adam():
   lr, steps = 3e-3, 200
 
   def final_loss(tx):
-    @jax.jit
-    def run(p):
-      def body(c, _):
-        p, s = c
-        u, s = tx.update(jax.grad(obj.loss)(p), s, p)
-        return (optax.apply_updates(p, u), s), None
-      return obj.loss(jax.lax.scan(body, (p, tx.init(p)), None, length=steps)[0][0])
-    return float(run(obj.init()))
+    return float(testing.optimize(tx, obj.loss, obj.init(), steps)[1][-1])
 
   start = float(obj.loss(obj.init()))
   adam = final_loss(optax.adam(lr))
