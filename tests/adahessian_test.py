@@ -119,6 +119,24 @@ def test_same_key_same_trajectory_other_key_other_trajectory():
   assert not np.array_equal(a[-1], c[-1])
 
 
+def test_donating_a_state_leaves_later_inits_usable():
+  """init hands out its own key buffer: donating one state to a jitted step must not delete
+  the key that the next init of the same transform returns."""
+  loss = lambda p: jnp.sum(p**2)  # noqa: E731
+  tx = optzoo.adahessian(0.1, key=3)
+  params = jnp.ones(4)
+
+  @jax.jit
+  def step(p, s):
+    u, s = tx.update(jax.grad(loss)(p), s, p, obj_fn=loss)
+    return optax.apply_updates(p, u), s
+
+  donating = jax.jit(step, donate_argnums=1)
+  _, first = donating(params, tx.init(params))
+  _, second = donating(params, tx.init(params))  # raised "Array has been deleted" before
+  np.testing.assert_array_equal(optax.tree.get(first, "nu"), optax.tree.get(second, "nu"))
+
+
 def test_same_shape_coupled_leaves_get_independent_probes():
   """nu after one step with b2 = 0 is D^2 = (H z)^2. For x: (2 z_x + 0.8 z_y - ...)^2 takes
   several values across entries; a probe shared by x and y would give z_x = z_y and a
