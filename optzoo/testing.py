@@ -34,6 +34,8 @@ check over every registry entry. The checks (names in :data:`CHECKS`):
     param has its sharding, and results equal the single-device run to 1e-6. Needs at least
     2 devices (``XLA_FLAGS=--xla_force_host_platform_device_count=8``); skipped otherwise.
 13. ``validation``: a negative learning rate is a ``ValueError`` naming the argument.
+14. ``donation``: donating one ``init``'s state to a jitted step leaves a second ``init``'s
+    state usable (no state buffer is shared across inits).
 """
 
 from __future__ import annotations
@@ -501,6 +503,25 @@ def check_validation(s: Subject) -> None:
     raise AssertionError(f"{s.lr_arg}=-1.0 was accepted")
 
 
+def check_donation(s: Subject) -> None:
+  """14. donating one init's state to a jitted step leaves another init's state usable.
+
+  Catches state leaves that share a buffer across inits (an array captured when the
+  transform was built and returned as is by every ``init``): donation deletes it for all.
+  """
+  params, loss = _problem()
+  tx = s.make()
+  step = jax.jit(_step_fn(tx, loss, s.extra_args), donate_argnums=1)
+  first, second = tx.init(params), tx.init(params)
+  _, _, u1 = step(params, first)
+  try:
+    _, _, u2 = step(params, second)
+  except (RuntimeError, ValueError) as e:  # "Array has been deleted", "Buffer ... donated"
+    raise AssertionError(
+        f"donating one init's state deleted a leaf of another init's state: {e}") from None
+  _assert_trees_equal(u1, u2, "updates from two inits")
+
+
 class _Skip(Exception):
   pass
 
@@ -519,6 +540,7 @@ CHECKS: Mapping[str, Callable[[Subject], None]] = {
     "convergence": check_convergence,
     "sharding": check_sharding,
     "validation": check_validation,
+    "donation": check_donation,
 }
 
 

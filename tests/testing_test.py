@@ -55,3 +55,22 @@ def test_kit_catches_ignored_schedules():
 
   with pytest.raises(testing.ConformanceError, match="constant_schedule"):
     testing.check_optimizer(fixed_lr, {"learning_rate": 0.1}, checks=["constant_schedule"])
+
+
+def test_kit_catches_state_buffers_shared_across_inits():
+  def shared_buffer(learning_rate):
+    captured = jnp.zeros([], jnp.int32)  # built once, handed out by every init
+
+    def init(params):
+      del params
+      return {"count": captured}
+
+    def update(updates, state, params=None):
+      return optax.tree.scale(-learning_rate, updates), {"count": state["count"] + 1}
+
+    return optax.GradientTransformation(init, update)
+
+  with pytest.raises(testing.ConformanceError, match="donation"):
+    testing.check_optimizer(shared_buffer, {"learning_rate": 0.1}, checks=["donation"])
+  assert testing.check_optimizer(optax.sgd, {"learning_rate": 0.1},
+                                 checks=["donation"]) == {"donation": "ok"}
