@@ -263,9 +263,9 @@ def scale_by_adahessian(
     cache = None
     if update_every > 1:
       cache = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=nu_dtype_for(p)), params)
+    # a fresh key buffer per init: a state donated to a jitted step must not delete the key
+    # that later inits of this transform start from
     return ScaleByAdaHessianState(
-        # a fresh buffer per init: a state donated to a jitted step must not delete the key
-        # that later inits of this transform start from
         count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, hessian_diag=cache, key=jnp.array(raw_key))
 
   def update_fn(updates, state, params=None, *, obj_fn=None, hvp_fn=None, hessian_diag=None,

@@ -126,7 +126,6 @@ def test_donating_a_state_leaves_later_inits_usable():
   tx = optzoo.adahessian(0.1, key=3)
   params = jnp.ones(4)
 
-  @jax.jit
   def step(p, s):
     u, s = tx.update(jax.grad(loss)(p), s, p, obj_fn=loss)
     return optax.apply_updates(p, u), s
