@@ -36,7 +36,7 @@ sys.path.insert(0, str(_HERE.parent))
 sys.path.insert(0, str(_HERE))
 
 import optzoo  # noqa: E402
-from optzoo.lanton import default_lanton_labels  # noqa: E402
+from optzoo import default_lanton_labels  # noqa: E402
 from step_time import machine_name  # noqa: E402
 
 RESULTS = _HERE / "results"

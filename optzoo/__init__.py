@@ -3,58 +3,58 @@
 >>> import optax, optzoo
 >>> tx = optzoo.lion(learning_rate=1e-3)   # where you had optax.adam(1e-3)
 
-See ``optzoo.registry`` for the catalogue and ``optzoo.testing`` for the conformance kit.
+The optimizers live in private modules (``optzoo._src``) and are re-exported here. Public
+modules: the building blocks ``optzoo.compression``, ``optzoo.curvature`` and ``optzoo.lmo``;
+``optzoo.registry`` (the catalogue); ``optzoo.objectives`` (toy problems); ``optzoo.training``
+(a full-batch training loop); ``optzoo.testing`` (the conformance kit, not loaded by
+``import optzoo``).
 """
 
-from optzoo.adahessian import ScaleByAdaHessianState, adahessian, scale_by_adahessian
-from optzoo.lanton import (
-    NoiseAdaptiveLayerwiseState,
-    ScaleByLantonState,
-    lanton,
-    noise_adaptive_layerwise,
-    scale_by_lanton,
-)
-from optzoo.avgrad import ScaleByAvgradState, avgrad, scale_by_avgrad
-from optzoo.krylov import (
-    ScaleByKrylovCubicNewtonState,
-    krylov_cubic_newton,
-    scale_by_krylov_cubic_newton,
-)
-from optzoo.lion import ScaleByLionState, lion, scale_by_lion
-from optzoo.mada import ScaleByMadaState, mada, scale_by_mada
-from optzoo.metaoptimize import MetaOptimizeState, metaoptimize, metaoptimize_learning_rates
-from optzoo.microadam import ScaleByMicroAdamState, microadam, scale_by_microadam
-from optzoo.testing import bytes_per_param, state_bytes
+from optzoo import compression as compression
+from optzoo import curvature as curvature
+from optzoo import lmo as lmo
+from optzoo._src.adahessian import AVERAGING_MODES as ADAHESSIAN_AVERAGING_MODES
+from optzoo._src.adahessian import ScaleByAdaHessianState as ScaleByAdaHessianState
+from optzoo._src.adahessian import adahessian as adahessian
+from optzoo._src.adahessian import average_curvature as average_curvature
+from optzoo._src.adahessian import scale_by_adahessian as scale_by_adahessian
+from optzoo._src.avgrad import ScaleByAvgradState as ScaleByAvgradState
+from optzoo._src.avgrad import avgrad as avgrad
+from optzoo._src.avgrad import scale_by_avgrad as scale_by_avgrad
+from optzoo._src.krylov import CubicSubproblemSolution as CubicSubproblemSolution
+from optzoo._src.krylov import KrylovInfo as KrylovInfo
+from optzoo._src.krylov import ScaleByKrylovCubicNewtonState as ScaleByKrylovCubicNewtonState
+from optzoo._src.krylov import krylov_cubic_newton as krylov_cubic_newton
+from optzoo._src.krylov import minimize as krylov_cubic_newton_minimize
+from optzoo._src.krylov import scale_by_krylov_cubic_newton as scale_by_krylov_cubic_newton
+from optzoo._src.krylov import solve_cubic_subproblem as solve_cubic_subproblem
+from optzoo._src.lanton import NoiseAdaptiveLayerwiseState as NoiseAdaptiveLayerwiseState
+from optzoo._src.lanton import ScaleByLantonState as ScaleByLantonState
+from optzoo._src.lanton import default_lanton_labels as default_lanton_labels
+from optzoo._src.lanton import lanton as lanton
+from optzoo._src.lanton import layer_rates as layer_rates
+from optzoo._src.lanton import noise_adaptive_layerwise as noise_adaptive_layerwise
+from optzoo._src.lanton import scale_by_lanton as scale_by_lanton
+from optzoo._src.lion import ScaleByLionState as ScaleByLionState
+from optzoo._src.lion import lion as lion
+from optzoo._src.lion import scale_by_lion as scale_by_lion
+from optzoo._src.mada import COEFF_NAMES as MADA_COEFF_NAMES
+from optzoo._src.mada import ScaleByMadaState as ScaleByMadaState
+from optzoo._src.mada import coeffs_dict as mada_coefficients
+from optzoo._src.mada import mada as mada
+from optzoo._src.mada import scale_by_mada as scale_by_mada
+from optzoo._src.memory import bytes_per_param as bytes_per_param
+from optzoo._src.memory import state_bytes as state_bytes
+from optzoo._src.metaoptimize import MetaOptimizeState as MetaOptimizeState
+from optzoo._src.metaoptimize import metaoptimize as metaoptimize
+from optzoo._src.metaoptimize import metaoptimize_learning_rates as metaoptimize_learning_rates
+from optzoo._src.microadam import ScaleByMicroAdamState as ScaleByMicroAdamState
+from optzoo._src.microadam import microadam as microadam
+from optzoo._src.microadam import scale_by_microadam as scale_by_microadam
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "adahessian",
-    "avgrad",
-    "bytes_per_param",
-    "krylov_cubic_newton",
-    "lanton",
-    "lion",
-    "mada",
-    "metaoptimize",
-    "metaoptimize_learning_rates",
-    "MetaOptimizeState",
-    "microadam",
-    "noise_adaptive_layerwise",
-    "NoiseAdaptiveLayerwiseState",
-    "scale_by_adahessian",
-    "scale_by_avgrad",
-    "scale_by_krylov_cubic_newton",
-    "scale_by_lanton",
-    "scale_by_lion",
-    "scale_by_mada",
-    "scale_by_microadam",
-    "ScaleByAdaHessianState",
-    "ScaleByAvgradState",
-    "ScaleByKrylovCubicNewtonState",
-    "ScaleByLantonState",
-    "ScaleByLionState",
-    "ScaleByMadaState",
-    "ScaleByMicroAdamState",
-    "state_bytes",
-]
+__all__ = sorted(
+    name for name in dir() if not name.startswith("_")
+    and name not in ("compression", "curvature", "lmo")
+)

@@ -18,15 +18,16 @@ from typing import Any, Callable, Mapping
 
 import optax
 
-# Import functions, not modules: optzoo.<name> is the function (it shadows the module).
-from optzoo.adahessian import adahessian, scale_by_adahessian
-from optzoo.krylov import krylov_cubic_newton, scale_by_krylov_cubic_newton
-from optzoo.lanton import lanton, noise_adaptive_layerwise, scale_by_lanton
-from optzoo.avgrad import avgrad, scale_by_avgrad
-from optzoo.lion import lion, scale_by_lion
-from optzoo.mada import mada, scale_by_mada
-from optzoo.metaoptimize import metaoptimize
-from optzoo.microadam import microadam, scale_by_microadam
+from optzoo import objectives
+from optzoo._src.adahessian import adahessian, scale_by_adahessian
+from optzoo._src.avgrad import avgrad, scale_by_avgrad
+from optzoo._src.krylov import krylov_cubic_newton, scale_by_krylov_cubic_newton
+from optzoo._src.lanton import lanton, noise_adaptive_layerwise, scale_by_lanton
+from optzoo._src.lion import lion, scale_by_lion
+from optzoo._src.mada import mada, scale_by_mada
+from optzoo._src.memory import bytes_per_param as _bytes_per_param
+from optzoo._src.metaoptimize import metaoptimize
+from optzoo._src.microadam import microadam, scale_by_microadam
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,11 +49,6 @@ class Entry:
     static_args: hyperparameters that fix shapes or Python control flow and so cannot be
       traced by ``optax.inject_hyperparams`` (passed as its ``static_args``).
     lr_arg: name of the learning-rate argument that accepts a schedule (None if none).
-    twin: ``() -> optax.GradientTransformation``, the optax baseline this optimizer is timed
-      against in ``benchmarks/step_time.py`` (None: no twin).
-    twin_name: label of the twin in tables.
-    twin_kwargs: kwargs for ``factory`` in the step-time comparison (defaults to toy_kwargs).
-    step_time_target: the step-time ratio to the twin that the issue asks for (None: none).
     convergence_steps: steps of the convergence check (at most 30,000).
     convergence_tol: distance to the minimizer the convergence check requires.
     notes: one line for the README table.
@@ -69,10 +65,6 @@ class Entry:
   extra_args: tuple[str, ...] = ()
   static_args: tuple[str, ...] = ()
   lr_arg: str | None = "learning_rate"
-  twin: Callable[[], optax.GradientTransformation] | None = None
-  twin_name: str | None = None
-  twin_kwargs: Mapping[str, Any] | None = None
-  step_time_target: float | None = None
   convergence_steps: int = 10_000
   convergence_tol: float = 3e-2
   notes: str = ""
@@ -108,10 +100,6 @@ ENTRIES: tuple[Entry, ...] = (
             },
         },
         static_args=("mu_dtype", "mask"),
-        twin=lambda: optax.lion(1e-3),
-        twin_name="optax.lion",
-        twin_kwargs={"learning_rate": 1e-3},
-        step_time_target=1.02,
         convergence_steps=20_000,
         notes="sign of interpolated momentum; 1 buffer",
     ),
@@ -124,10 +112,6 @@ ENTRIES: tuple[Entry, ...] = (
         title="MADA: Meta-Adaptive Optimizers through hyper-gradient Descent (AVGrad)",
         toy_kwargs={"learning_rate": 1e-2},
         static_args=("mu_dtype", "mask"),
-        twin=lambda: optax.amsgrad(1e-3),
-        twin_name="optax.amsgrad",
-        twin_kwargs={"learning_rate": 1e-3},
-        step_time_target=1.05,
         convergence_steps=10_000,
         notes="AMSGrad with running mean of v instead of max; 3 buffers",
     ),
@@ -143,10 +127,6 @@ ENTRIES: tuple[Entry, ...] = (
         # initial coefficients decide which state arrays exist (trimming), so they are static
         static_args=("b1", "b2", "b3", "rho", "c", "gamma", "learn", "hyper_lr",
                      "hyper_momentum", "bounds", "compat", "mu_dtype", "mask"),
-        twin=lambda: optax.adam(1e-3),
-        twin_name="optax.adam",
-        twin_kwargs={"learning_rate": 1e-3},
-        step_time_target=5.0,
         convergence_steps=10_000,
         notes="learns 6 coefficients mixing Adam/AVGrad/Yogi/Adan/Lion by hypergradient",
     ),
@@ -209,9 +189,6 @@ ENTRIES: tuple[Entry, ...] = (
         static_args=("base", "meta", "granularity", "mask", "log_lr_bounds", "alpha_timing",
                      "trace_dtype", "check_base"),
         lr_arg="initial_learning_rate",
-        twin=lambda: optax.adam(1e-3),
-        twin_name="optax.adam",
-        twin_kwargs={"base": optax.scale_by_adam(), "initial_learning_rate": 1e-3},
         convergence_steps=5_000,
         notes="wraps any lr-free base; log step size learned by meta-gradient; +1 buffer",
     ),
@@ -228,17 +205,10 @@ ENTRIES: tuple[Entry, ...] = (
         toy_kwargs={"learning_rate": 1e-2, "weight_decay": 0.0},
         objective_kwargs={
             name: {"learning_rate": optax.cosine_decay_schedule(3e-2, 2_000, alpha=1e-3)}
-            for name in ("parabola", "rosenbrock", "matrix_parabola", "mixed_pytree")
+            for name in objectives.CONVERGENCE_SUITE
         },
         static_args=("ns_steps", "noise_every", "mu_dtype", "ns_dtype", "labels", "norm_groups",
                      "weight_decay_mask", "vector_optimizer"),
-        twin=lambda: optax.contrib.muon(1e-3, beta=0.95, weight_decay=0.1, consistent_rms=0.2,
-                                        nesterov=False, adam_b1=0.9, adam_b2=0.95),
-        twin_name="optax.contrib.muon",
-        # Timed with the cheap Gram (Schatten-4) nuclear-norm estimate of the noise; the spec's
-        # default 'ns' (one more Newton-Schulz pass) is a report-only pair in step_time.py.
-        twin_kwargs={"learning_rate": 1e-3, "dual_norm": "gram"},
-        step_time_target=1.10,
         convergence_steps=2_000,
         notes="Newton-Schulz/sign LMO with per-layer rates from dual-norm gradient noise; 2 buffers",
     ),
@@ -283,11 +253,6 @@ ENTRIES: tuple[Entry, ...] = (
         static_args=("num_grads", "density", "quant_bucket_size", "block_size", "quantize_ef",
                      "values_dtype", "stats_dtype", "error_feedback", "approx_topk_recall",
                      "mask"),
-        twin=lambda: optax.adam(1e-3),
-        twin_name="optax.adam",
-        twin_kwargs={"learning_rate": 1e-3},
-        # The issue's target is <= 2x Adam's step on a GPU at 100M params; CPU is report-only.
-        step_time_target=2.0,
         convergence_steps=20_000,
         notes="block top-k + 4-bit error feedback, window of 10 sparse grads; <1 byte/param",
     ),
@@ -309,22 +274,10 @@ def get(name: str) -> Entry:
     raise KeyError(f"no optimizer {name!r} in the registry; known: {names()}") from None
 
 
-#: optax baselines that the leaderboard runs beside the zoo (name -> factory(learning_rate)).
-BASELINES: Mapping[str, Callable[[float], optax.GradientTransformation]] = {
-    "optax.adam": lambda lr: optax.adam(lr),
-    "optax.amsgrad": lambda lr: optax.amsgrad(lr),
-    "optax.lion": lambda lr: optax.lion(lr, weight_decay=0.0),
-}
-#: learning rates of the baselines on the toy suite (lion's is smaller, as its paper advises).
-BASELINE_LR: Mapping[str, float] = {"optax.adam": 1e-2, "optax.amsgrad": 1e-2, "optax.lion": 1e-3}
-
-
 def bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
   """Optimizer-state bytes per parameter of ``entry`` (toy kwargs) on an MLP-shaped float32
   pytree of about ``n_params`` parameters, computed abstractly (nothing is allocated)."""
-  from optzoo import objectives, testing  # noqa: PLC0415 - keep the registry import light
-
-  return testing.bytes_per_param(entry.make(), objectives.synthetic_params(n_params))
+  return _bytes_per_param(entry.make(), objectives.synthetic_params(n_params))
 
 
 def markdown_table() -> str:

@@ -41,7 +41,6 @@ check over every registry entry. The checks (names in :data:`CHECKS`):
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -49,49 +48,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optzoo import objectives
+from optzoo import objectives, training
 
 __all__ = [
     "CHECKS",
     "ConformanceError",
     "Subject",
     "check_optimizer",
-    "optimize",
-    "optimize_fn",
-    "state_bytes",
-    "bytes_per_param",
     "subject_from_entry",
 ]
 
 MAX_CONVERGENCE_STEPS = 30_000
-
-
-# ----------------------------------------------------------------------------- memory
-def state_bytes(state: Any) -> int:
-  """Bytes held by every array leaf of ``state`` (works on concrete or abstract states).
-
-  >>> import jax.numpy as jnp, optax
-  >>> state_bytes(optax.adam(1e-3).init(jnp.zeros(1000)))
-  8004
-  """
-  total = 0
-  for leaf in jax.tree.leaves(state):
-    if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
-      dtype = leaf.dtype
-      if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        total += int(np.prod(leaf.shape)) * 8
-      else:
-        total += int(np.prod(leaf.shape)) * np.dtype(dtype).itemsize
-    elif isinstance(leaf, (int, float, bool, np.number)):
-      total += 8
-  return total
-
-
-def bytes_per_param(tx: optax.GradientTransformation, params: Any) -> float:
-  """State bytes per parameter of ``tx`` on ``params``, computed abstractly (no allocation)."""
-  abstract = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), params)
-  n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(abstract))
-  return state_bytes(jax.eval_shape(tx.init, abstract)) / n
 
 
 # ----------------------------------------------------------------------------- subjects
@@ -146,18 +113,6 @@ def subject_from_entry(entry) -> Subject:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _extras(extra_args: Sequence[str], loss: Callable, params: Any) -> dict[str, Any]:
-  out: dict[str, Any] = {}
-  for name in extra_args:
-    if name == "obj_fn":
-      out["obj_fn"] = loss
-    elif name == "value":
-      out["value"] = loss(params)
-    else:
-      raise ValueError(f"the conformance kit cannot supply extra argument {name!r}")
-  return out
-
-
 def _problem(dtype=jnp.float32):
   """The standard problem of checks 1-10: parabolas over a mixed pytree, plus a coupling."""
   obj = objectives.get("mixed_pytree")
@@ -174,8 +129,8 @@ def _problem(dtype=jnp.float32):
 def _step_fn(tx, loss, extra_args, **more_extras):
   def step(params, state):
     grads = jax.grad(loss)(params)
-    updates, state = tx.update(grads, state, params, **_extras(extra_args, loss, params),
-                               **more_extras)
+    extras = training.extra_kwargs(extra_args, loss, params)
+    updates, state = tx.update(grads, state, params, **extras, **more_extras)
     return optax.apply_updates(params, updates), state, updates
 
   return step
@@ -242,7 +197,7 @@ def check_extra_args(s: Subject) -> None:
   tx = s.make()
   state = tx.init(params)
   grads = jax.grad(loss)(params)
-  extras = _extras(s.extra_args, loss, params)
+  extras = training.extra_kwargs(s.extra_args, loss, params)
   u1, s1 = tx.update(grads, state, params, **extras)
   u2, s2 = tx.update(grads, state, params, **extras, optzoo_unknown_kwarg=3.0, another=None)
   _assert_trees_equal(u1, u2, "updates with unknown extra kwargs")
@@ -320,7 +275,7 @@ def check_chain_clip(s: Subject) -> None:
   st_a = alone.init(params)
   for _ in range(3):
     grads = jax.tree.map(lambda g: 10.0 * g, jax.grad(loss)(params))
-    extras = _extras(s.extra_args, loss, params)
+    extras = training.extra_kwargs(s.extra_args, loss, params)
     u_c, st_c = chained.update(grads, st_c, params, **extras)
     clipped, _ = clip.update(grads, clip.init(params))
     u_a, st_a = alone.update(clipped, st_a, params, **extras)
@@ -356,7 +311,7 @@ def check_apply_if_finite(s: Subject) -> None:
     def bad_step(params, state, bad_loss=bad_loss):
       grads = jax.tree.map(lambda g: g * bad, jax.grad(loss)(params))
       updates, state = tx.update(grads, state, params,
-                                 **_extras(s.extra_args, bad_loss, params))
+                                 **training.extra_kwargs(s.extra_args, bad_loss, params))
       return optax.apply_updates(params, updates), state
 
     new_params, new_state = jax.jit(bad_step)(params, state)
@@ -387,42 +342,6 @@ def check_checkpoint(s: Subject) -> None:
   _assert_trees_equal(st_res, st_full, "state after checkpoint round-trip")
 
 
-def optimize_fn(tx: optax.GradientTransformation, loss: Callable, steps: int,
-                extra_args: Sequence[str] = ()) -> Callable:
-  """``run(params) -> (final_params, losses)``: ``steps`` full-batch steps under ``lax.scan``.
-
-  ``losses`` has ``steps + 1`` entries: the loss before each step, then at the end. Not
-  jitted, so callers can ``jax.jit(...).lower(params).compile()`` it to time the run alone.
-  """
-
-  def body(carry, _):
-    p, st = carry
-    value, grads = jax.value_and_grad(loss)(p)
-    updates, st = tx.update(grads, st, p, **_extras(extra_args, loss, p))
-    return (optax.apply_updates(p, updates), st), value
-
-  def run(params):
-    (p, _), losses = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
-    return p, jnp.concatenate([losses, loss(p)[None]])
-
-  return run
-
-
-def optimize(tx: optax.GradientTransformation, loss: Callable, params: Any, steps: int,
-             extra_args: Sequence[str] = ()) -> tuple[Any, jax.Array]:
-  """Minimizes ``loss`` from ``params`` for ``steps`` jitted full-batch steps.
-
-  Returns ``(final_params, losses)`` as :func:`optimize_fn`. ``extra_args`` names the
-  ``update`` keywords to supply (``'obj_fn'``, ``'value'``).
-
-  >>> import jax.numpy as jnp, optax
-  >>> p, losses = optimize(optax.sgd(0.5), lambda x: jnp.sum((x - 3.0) ** 2), jnp.zeros(2), 20)
-  >>> p.round(4).tolist(), losses.shape
-  ([3.0, 3.0], (21,))
-  """
-  return jax.jit(optimize_fn(tx, loss, steps, extra_args))(params)
-
-
 def check_convergence(s: Subject) -> None:
   """11. reaches every convergence-suite minimizer within tolerance under lax.scan."""
   steps = s.convergence_steps
@@ -430,7 +349,7 @@ def check_convergence(s: Subject) -> None:
   failures = []
   for name in objectives.CONVERGENCE_SUITE:
     obj = objectives.get(name)
-    final, _ = optimize(s.make(name), obj.loss, obj.init(), steps, s.extra_args)
+    final, _ = training.optimize(s.make(name), obj.loss, obj.init(), steps, s.extra_args)
     dist = float(obj.distance(final))
     if not dist <= s.convergence_tol:
       failures.append(f"{name}: distance {dist:.3g} > {s.convergence_tol} after {steps} steps")
@@ -604,28 +523,3 @@ def check_optimizer(
     lines = "\n".join(f"  {k}: {v}" for k, v in failures.items())
     raise ConformanceError(f"{len(failures)} conformance check(s) failed:\n{lines}")
   return report
-
-
-def sharding_subprocess_main(names: Sequence[str] | None = None) -> dict[str, str]:
-  """Runs the sharding check for registry entries in this process (which must have >= 2
-  devices) and returns ``{name: 'ok' | 'skipped: ...' | 'FAILED: ...'}``.
-
-  ``tests/conformance_test.py`` calls it in a subprocess started with
-  ``XLA_FLAGS=--xla_force_host_platform_device_count=8``.
-  """
-  from optzoo import registry  # noqa: PLC0415
-
-  out = {}
-  for name in names or registry.names():
-    try:
-      out[name] = run_check("sharding", subject_from_entry(registry.get(name)))
-    except Exception as e:  # noqa: BLE001 - reported back to the parent test
-      out[name] = f"FAILED: {type(e).__name__}: {e}"
-  return out
-
-
-if __name__ == "__main__" and os.environ.get("OPTZOO_SHARDING_CHILD"):
-  import json
-  import sys
-
-  print("OPTZOO-RESULT " + json.dumps(sharding_subprocess_main(sys.argv[1:] or None)))

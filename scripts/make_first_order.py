@@ -15,7 +15,7 @@ nb.cells = [
        "next to `optax.adam`, with the settings of their registry entries."),
     code("import time\n\nimport jax\nimport jax.numpy as jnp\nimport matplotlib.pyplot as plt\n"
          "import numpy as np\nimport optax\n\nimport optzoo\nfrom optzoo import objectives, registry\n"
-         "from optzoo.mada import COEFF_NAMES\n\n"
+         "from optzoo import MADA_COEFF_NAMES as COEFF_NAMES\n\n"
          "NAMES = ('lion', 'avgrad', 'mada')\n"
          "for name in NAMES:\n"
          "    e = registry.get(name)\n"

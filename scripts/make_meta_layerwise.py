@@ -93,7 +93,7 @@ nb.cells = [
          "        return nn.Dense(4, name='lm_head')(x)\n\n"
          "deep = DeepMLP()\n"
          "deep0 = deep.init(jax.random.PRNGKey(3), xs[:1])['params']\n"
-         "from optzoo.lanton import default_lanton_labels\n"
+         "from optzoo import default_lanton_labels\n"
          "print('LANTON groups:', default_lanton_labels(deep0))\n\n"
          "def deep_loss(p, x, y):\n"
          "    return optax.softmax_cross_entropy_with_integer_labels(deep.apply({'params': p}, x), y).mean()\n\n"

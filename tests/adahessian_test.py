@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 import optzoo
 from optzoo import curvature, objectives
-from optzoo.adahessian import average_curvature, block_mean
+from optzoo import average_curvature
+from optzoo._src.adahessian import block_mean
 
 
 def _run(tx, loss, params, steps, extras=None):

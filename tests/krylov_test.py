@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
-from optzoo import krylov, objectives
-from optzoo.krylov import krylov_cubic_newton, scale_by_krylov_cubic_newton, solve_cubic_subproblem
+from optzoo import objectives
+from optzoo import krylov_cubic_newton, krylov_cubic_newton_minimize, scale_by_krylov_cubic_newton, \
+  solve_cubic_subproblem
 
 
 def _model(b, B, M, z):
@@ -275,7 +276,7 @@ def test_errors():
 
 def test_minimize_logistic():
   obj = objectives.get("logistic")
-  x, info = krylov.minimize(obj.loss, obj.init(), subspace_dim=10, max_iters=30, tol=1e-4)
+  x, info = krylov_cubic_newton_minimize(obj.loss, obj.init(), subspace_dim=10, max_iters=30, tol=1e-4)
   assert info.converged
   assert info.hvps == 10 * info.iterations
   assert len(info.values) == info.iterations + 1 == len(info.grad_norms)
@@ -284,4 +285,4 @@ def test_minimize_logistic():
   assert float(obj.distance(x)) <= 1e-3
   assert np.all(np.diff(info.times) >= 0.0) and np.all(info.M > 0)
   with pytest.raises(TypeError, match="bogus"):
-    krylov.minimize(obj.loss, obj.init(), bogus=1)
+    krylov_cubic_newton_minimize(obj.loss, obj.init(), bogus=1)

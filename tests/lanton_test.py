@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import optzoo
 from optzoo import lmo
-from optzoo.lanton import default_lanton_labels, lanton, layer_rates, noise_adaptive_layerwise, \
+from optzoo import default_lanton_labels, lanton, layer_rates, noise_adaptive_layerwise, \
   scale_by_lanton
 
 

@@ -1,7 +1,6 @@
 """MADA: its corners against optax step by step, hypergradients against finite differences,
 the coefficient boxes, trimming, and the Reddi et al. online problem (spec mada.md section 8)."""
 
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +9,10 @@ import optax
 import pytest
 
 import optzoo
-from optzoo.mada import COEFF_NAMES, coeffs_dict
+from optzoo import MADA_COEFF_NAMES as COEFF_NAMES
+from optzoo import mada_coefficients as coeffs_dict
 
-mada_mod = importlib.import_module("optzoo.mada")  # optzoo.mada is the function
+from optzoo._src import mada as mada_mod  # the implementation module (private)
 
 FROZEN = {"learn": (), "v_init": 0.0}  # the corners: nothing learned, v starts at 0
 

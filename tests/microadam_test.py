@@ -10,7 +10,7 @@ import pytest
 
 import optzoo
 from optzoo import compression as C
-from optzoo import objectives, registry, testing
+from optzoo import objectives, registry, testing, training
 
 EXACT = dict(density=1.0, quantize_ef=False, values_dtype=jnp.float32)
 
@@ -197,22 +197,22 @@ def test_jit_and_eager_agree():
 def test_state_is_under_095_bytes_per_param_at_defaults():
   params = objectives.synthetic_params(1_000_000)
   tx = optzoo.microadam(1e-3)
-  bpp = testing.bytes_per_param(tx, params)
+  bpp = optzoo.bytes_per_param(tx, params)
   assert bpp <= 0.95
-  assert testing.bytes_per_param(optax.adam(1e-3), params) == pytest.approx(8.0, abs=1e-3)
+  assert optzoo.bytes_per_param(optax.adam(1e-3), params) == pytest.approx(8.0, abs=1e-3)
   # and it is exactly the spec's layout: 4 m k + ceil(d/2) + 2 * 2 * ceil(d/q) per leaf, + count
   expected = 4
   for p in params.values():
     d = int(np.prod(p.shape))
     expected += 4 * 10 * C.block_layout(d, 4096, 0.01).k + (d + 1) // 2 + 4 * -(-d // 128)
-  assert testing.state_bytes(jax.eval_shape(tx.init, params)) == expected
+  assert optzoo.state_bytes(jax.eval_shape(tx.init, params)) == expected
 
 
 def test_rosenbrock_converges():
   obj = objectives.get("rosenbrock")
   tx = registry.get("microadam").make("rosenbrock")  # top-1 of 2 coordinates per step
 
-  final, _ = testing.optimize(tx, obj.loss, obj.init(), 20_000)
+  final, _ = training.optimize(tx, obj.loss, obj.init(), 20_000)
   assert float(obj.distance(final)) < 3e-2
 
 
@@ -221,7 +221,7 @@ def test_flax_mlp_final_loss_within_10_percent_of_adam():
   lr, steps = 3e-3, 200
 
   def final_loss(tx):
-    return float(testing.optimize(tx, obj.loss, obj.init(), steps)[1][-1])
+    return float(training.optimize(tx, obj.loss, obj.init(), steps)[1][-1])
 
   start = float(obj.loss(obj.init()))
   adam = final_loss(optax.adam(lr))

@@ -12,7 +12,7 @@ from typing import Any
 
 import optax
 
-from optzoo import _checks
+from optzoo._src import checks
 
 
 def decoupled_alias(
@@ -26,8 +26,8 @@ def decoupled_alias(
   Raises ``ValueError`` naming ``learning_rate`` or ``weight_decay`` when a concrete value is
   negative; traced values and schedules pass unchecked.
   """
-  _checks.check_learning_rate(learning_rate)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
+  checks.check_learning_rate(learning_rate)
+  checks.check_range("weight_decay", weight_decay, 0.0)
   return optax.chain(
       core,
       optax.add_decayed_weights(weight_decay, mask),

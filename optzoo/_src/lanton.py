@@ -20,9 +20,9 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import optax
-from optax._src import numerics
 
-from optzoo import _checks
+
+from optzoo._src import checks
 from optzoo import lmo as _lmo
 
 __all__ = [
@@ -157,14 +157,14 @@ def _hidden_scale(kind: str, d_in: int, d_out: int) -> float:
 
 def _check_common(b2, normalize, r_min, r_max, rate_eps, warmup_steps, noise_estimator,
                   noise_every, estimators=_ESTIMATORS):
-  _checks.check_beta("b2", b2)
-  _checks.check_choice("normalize", normalize, _NORMALIZE)
-  _checks.check_choice("noise_estimator", noise_estimator, estimators)
-  _checks.check_range("r_min", r_min, 0.0, 1.0, low_open=True)
-  _checks.check_range("r_max", r_max, 0.0, low_open=True)
-  _checks.check_range("rate_eps", rate_eps, 0.0)
-  _checks.check_range("warmup_steps", warmup_steps, 0.0)
-  return _checks.check_int("noise_every", noise_every, 1)
+  checks.check_beta("b2", b2)
+  checks.check_choice("normalize", normalize, _NORMALIZE)
+  checks.check_choice("noise_estimator", noise_estimator, estimators)
+  checks.check_range("r_min", r_min, 0.0, 1.0, low_open=True)
+  checks.check_range("r_max", r_max, 0.0, low_open=True)
+  checks.check_range("rate_eps", rate_eps, 0.0)
+  checks.check_range("warmup_steps", warmup_steps, 0.0)
+  return checks.check_int("noise_every", noise_every, 1)
 
 
 # ----------------------------------------------------------------------------- scale_by_lanton
@@ -293,15 +293,15 @@ def scale_by_lanton(
 
   Reference: Hao et al., Noise-Adaptive Layerwise Learning Rates, arXiv 2510.14009.
   """
-  _checks.check_beta("b1", b1)
+  checks.check_beta("b1", b1)
   noise_every = _check_common(b2, normalize, r_min, r_max, rate_eps, warmup_steps,
                               noise_estimator, noise_every)
-  ns_steps = _checks.check_int("ns_steps", ns_steps, 0)
-  _checks.check_choice("hidden_scale", hidden_scale, _HIDDEN_SCALES)
-  _checks.check_choice("dual_norm", dual_norm, ("ns", "svd", "gram", "fro_bound"))
-  _checks.check_range("ns_eps", ns_eps, 0.0)
-  _checks.check_range("sign_scale", sign_scale, 0.0)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
+  ns_steps = checks.check_int("ns_steps", ns_steps, 0)
+  checks.check_choice("hidden_scale", hidden_scale, _HIDDEN_SCALES)
+  checks.check_choice("dual_norm", dual_norm, ("ns", "svd", "gram", "fro_bound"))
+  checks.check_range("ns_eps", ns_eps, 0.0)
+  checks.check_range("sign_scale", sign_scale, 0.0)
+  checks.check_range("weight_decay", weight_decay, 0.0)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
   coeffs = tuple(ns_coeffs)
 
@@ -371,7 +371,7 @@ def scale_by_lanton(
     return _lmo.l1_norm(d, axis=axes)
 
   def update_fn(updates, state, params=None, **extra_args):
-    _checks.check_same_structure(updates, params)
+    checks.check_same_structure(updates, params)
     labs, groups = leaf_info(updates)
     g_leaves, treedef = jax.tree.flatten(updates)
     mu_old = treedef.flatten_up_to(state.mu)
@@ -453,7 +453,7 @@ def scale_by_lanton(
         u = s * ns_dir[i]
       else:
         u = sign_scale * jnp.sign(dirs_in[i]).astype(jnp.float32)
-      if decay[i] and _checks.concrete_float(weight_decay) != 0.0:
+      if decay[i] and checks.concrete_float(weight_decay) != 0.0:
         if p_leaves is None:
           raise ValueError("scale_by_lanton with weight_decay needs params in update().")
         u = u + weight_decay * p_leaves[i].astype(jnp.float32)
@@ -464,7 +464,7 @@ def scale_by_lanton(
       prev_new = treedef.unflatten([g.astype(p.dtype) for g, p in
                                     zip(g_leaves, treedef.flatten_up_to(state.prev))])
     new_state = ScaleByLantonState(
-        count=numerics.safe_increment(count),
+        count=optax.safe_increment(count),
         mu=treedef.unflatten(mu_new),
         prev=prev_new,
         noise=treedef.unflatten(h_new),
@@ -546,9 +546,9 @@ def lanton(
   Reference: Hao et al., Noise-Adaptive Layerwise Learning Rates: Accelerating Geometry-Aware
   Optimization for Deep Neural Network Training, arXiv 2510.14009.
   """
-  _checks.check_learning_rate(learning_rate)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
-  _checks.check_range("vector_weight_decay", vector_weight_decay, 0.0)
+  checks.check_learning_rate(learning_rate)
+  checks.check_range("weight_decay", weight_decay, 0.0)
+  checks.check_range("vector_weight_decay", vector_weight_decay, 0.0)
   if isinstance(vector_optimizer, str) and vector_optimizer != "sign":
     raise ValueError(f"vector_optimizer={vector_optimizer!r}: pass a GradientTransformation, "
                      "None (AdamW) or 'sign'.")
@@ -679,7 +679,7 @@ def noise_adaptive_layerwise(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
-    _checks.check_same_structure(updates, params)
+    checks.check_same_structure(updates, params)
     g_leaves, treedef = jax.tree.flatten(updates)
     groups = _leaf_values(labels, updates, lambda t: jax.tree.map(lambda _: 0, t))
     h_old = treedef.flatten_up_to(state.noise)
@@ -713,7 +713,7 @@ def noise_adaptive_layerwise(
       prev = treedef.unflatten([g.astype(p.dtype) for g, p in
                                 zip(g_leaves, treedef.flatten_up_to(state.prev))])
     return treedef.unflatten(out), NoiseAdaptiveLayerwiseState(
-        count=numerics.safe_increment(count), prev=prev, noise=treedef.unflatten(h_new),
+        count=optax.safe_increment(count), prev=prev, noise=treedef.unflatten(h_new),
         rates=treedef.unflatten(rates), inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

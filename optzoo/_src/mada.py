@@ -34,9 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from optax._src import numerics
 
-from optzoo import _alias, _checks
+
+from optzoo._src import alias, checks
 
 #: The six coefficients, in the order of ``state.coeffs``.
 COEFF_NAMES: tuple[str, ...] = ("b1", "b2", "b3", "rho", "c", "gamma")
@@ -357,44 +357,44 @@ def scale_by_mada(
   Reference: Ozkara, Karakus, Raman, Hong, Sabach, Kveton, Cevher, MADA: Meta-Adaptive
   Optimizers through hyper-gradient Descent, arXiv 2401.08893 (ICML 2024).
   """
-  _checks.check_learning_rate(learning_rate)
-  _checks.check_choice("compat", compat, ("paper", "reference"))
+  checks.check_learning_rate(learning_rate)
+  checks.check_choice("compat", compat, ("paper", "reference"))
   learn = tuple(learn)
   for name in learn:
-    _checks.check_choice("learn", name, COEFF_NAMES)
+    checks.check_choice("learn", name, COEFF_NAMES)
   learned = tuple(k for k in COEFF_NAMES if k in learn)  # canonical order, no duplicates
   init_vals = dict(b1=b1, b2=b2, b3=b3, rho=rho, c=c, gamma=gamma)
   bounds = tuple(tuple(float(x) for x in b) for b in bounds)
   if len(bounds) != 6 or any(len(b) != 2 or b[0] > b[1] for b in bounds):
     raise ValueError(f"bounds must be six (low, high) pairs with low <= high, got {bounds!r}.")
   for name in ("b1", "b2", "b3"):
-    _checks.check_beta(name, init_vals[name])
+    checks.check_beta(name, init_vals[name])
   for name in ("b1", "b2"):
     if name in learned and not 0.0 < bounds[COEFF_NAMES.index(name)][0]:
       raise ValueError(f"bounds for a learned {name} must have a lower end > 0, got "
                        f"{bounds[COEFF_NAMES.index(name)]!r}.")
   for name in ("rho", "c", "gamma"):
-    _checks.check_range(name, init_vals[name], 0.0, 1.0)
-  _checks.check_range("eps", eps, 0.0)
-  _checks.check_range("eps_root", eps_root, 0.0)
-  _checks.check_beta("lion_b1", lion_b1)
-  _checks.check_beta("lion_b2", lion_b2)
-  _checks.check_range("hyper_clip", hyper_clip, 0.0)
-  _checks.check_range("hyper_start", hyper_start, 0.0)
-  _checks.check_range("v_init", v_init, 0.0)
+    checks.check_range(name, init_vals[name], 0.0, 1.0)
+  checks.check_range("eps", eps, 0.0)
+  checks.check_range("eps_root", eps_root, 0.0)
+  checks.check_beta("lion_b1", lion_b1)
+  checks.check_beta("lion_b2", lion_b2)
+  checks.check_range("hyper_clip", hyper_clip, 0.0)
+  checks.check_range("hyper_start", hyper_start, 0.0)
+  checks.check_range("v_init", v_init, 0.0)
   hyper_lrs = _per_coeff("hyper_lr", hyper_lr)
   hyper_moms = _per_coeff("hyper_momentum", hyper_momentum)
   for k, x in zip(COEFF_NAMES, hyper_lrs):
-    _checks.check_range(f"hyper_lr[{k}]", x, 0.0)
+    checks.check_range(f"hyper_lr[{k}]", x, 0.0)
   for k, x in zip(COEFF_NAMES, hyper_moms):
-    _checks.check_beta(f"hyper_momentum[{k}]", x)
+    checks.check_beta(f"hyper_momentum[{k}]", x)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
   reference = compat == "reference"
 
   def is_active(name: str) -> bool:
     if name in learned:
       return True
-    value = _checks.concrete_float(init_vals[name])
+    value = checks.concrete_float(init_vals[name])
     return value is None or value != _ADAM_VALUE[name]
 
   learned_idx = tuple(COEFF_NAMES.index(k) for k in learned)
@@ -431,7 +431,7 @@ def scale_by_mada(
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    _checks.check_same_structure(updates, params)
+    checks.check_same_structure(updates, params)
     cd = state.coeffs.dtype
     use_rho = state.nu_avg is not None
     use_b3 = state.diff_mu is not None
@@ -461,7 +461,7 @@ def scale_by_mada(
     coeffs = jnp.where(learned_mask, stepped, state.coeffs)
     buf = jnp.where(learned_mask, buf, state.hyper_buf)
     # ---- 3. the direction and its tangents, one fused pass per leaf
-    count = numerics.safe_increment(state.count)
+    count = optax.safe_increment(state.count)
     t = count.astype(cd)
     first = state.count == 0
     lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
@@ -554,7 +554,7 @@ def mada(
   Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
   arXiv 2401.08893 (ICML 2024).
   """
-  return _alias.decoupled_alias(
+  return alias.decoupled_alias(
       scale_by_mada(
           learning_rate=learning_rate, b1=b1, b2=b2, b3=b3, rho=rho, c=c, gamma=gamma, eps=eps,
           eps_root=eps_root, lion_b1=lion_b1, lion_b2=lion_b2, learn=learn, hyper_lr=hyper_lr,

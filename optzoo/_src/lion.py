@@ -11,9 +11,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from optax._src import numerics
 
-from optzoo import _alias, _checks
+
+from optzoo._src import alias, checks
 
 
 class ScaleByLionState(NamedTuple):
@@ -61,8 +61,8 @@ def scale_by_lion(
 
   Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, arXiv 2302.06675.
   """
-  _checks.check_beta("b1", b1)
-  _checks.check_beta("b2", b2)
+  checks.check_beta("b1", b1)
+  checks.check_beta("b2", b2)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 
   def init_fn(params):
@@ -71,7 +71,7 @@ def scale_by_lion(
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    _checks.check_same_structure(updates, params)
+    checks.check_same_structure(updates, params)
 
     def direction(g, m):
       return jnp.sign((1.0 - b1) * g + b1 * m).astype(g.dtype)
@@ -79,7 +79,7 @@ def scale_by_lion(
     new_updates = jax.tree.map(direction, updates, state.mu)
     mu = optax.tree.update_moment(updates, state.mu, b2, 1)
     mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
-    return new_updates, ScaleByLionState(count=numerics.safe_increment(state.count), mu=mu)
+    return new_updates, ScaleByLionState(count=optax.safe_increment(state.count), mu=mu)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -122,6 +122,6 @@ def lion(
 
   Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, arXiv 2302.06675.
   """
-  return _alias.decoupled_alias(
+  return alias.decoupled_alias(
       scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),
       learning_rate, weight_decay, mask)

@@ -33,9 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from optax._src import numerics
 
-from optzoo import _alias, _checks, curvature
+
+from optzoo import curvature
+from optzoo._src import alias, checks
 
 AVERAGING_MODES = ("official", "none", "fan_in")
 
@@ -131,7 +132,7 @@ def _check_averaging(averaging: Any) -> None:
   if callable(averaging):
     return
   if isinstance(averaging, (int, np.integer)) and not isinstance(averaging, bool):
-    _checks.check_int("averaging", int(averaging), 1)
+    checks.check_int("averaging", int(averaging), 1)
     return
   if averaging not in AVERAGING_MODES:
     raise ValueError(
@@ -236,12 +237,12 @@ def scale_by_adahessian(
   Reference: Yao et al., ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning,
   AAAI 2021, arXiv 2006.00719.
   """
-  _checks.check_beta("b1", b1)
-  _checks.check_beta("b2", b2)
-  _checks.check_range("eps", eps, 0.0)
-  _checks.check_range("hessian_power", hessian_power, 0.0, 1.0)
-  update_every = _checks.check_int("update_every", update_every, 1)
-  n_samples = _checks.check_int("n_samples", n_samples, 1)
+  checks.check_beta("b1", b1)
+  checks.check_beta("b2", b2)
+  checks.check_range("eps", eps, 0.0)
+  checks.check_range("hessian_power", hessian_power, 0.0, 1.0)
+  update_every = checks.check_int("update_every", update_every, 1)
+  n_samples = checks.check_int("n_samples", n_samples, 1)
   _check_averaging(averaging)
   raw_key = _as_raw_key(key)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
@@ -271,7 +272,7 @@ def scale_by_adahessian(
   def update_fn(updates, state, params=None, *, obj_fn=None, hvp_fn=None, hessian_diag=None,
                 **extra_args):
     del extra_args
-    _checks.check_same_structure(updates, params)
+    checks.check_same_structure(updates, params)
     if obj_fn is None and hvp_fn is None and hessian_diag is None:
       raise TypeError(_MISSING_OBJ_FN)
     if hessian_diag is None and hvp_fn is None and params is None:
@@ -313,12 +314,12 @@ def scale_by_adahessian(
       key, d = jax.lax.cond(refresh, estimate, lambda k: (k, state.hessian_diag), state.key)
       cache = d
 
-    count = numerics.safe_increment(state.count)
+    count = optax.safe_increment(state.count)
     mu = optax.tree.update_moment(updates, state.mu, b1, 1)
     mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
     nu = jax.tree.map(lambda v, dd: (b2 * v + (1.0 - b2) * (dd * dd)).astype(v.dtype), state.nu, d)
 
-    power_is_one = _checks.concrete_float(hessian_power) == 1.0
+    power_is_one = checks.concrete_float(hessian_power) == 1.0
 
     def direction(g, m, v):
       ct = jnp.promote_types(v.dtype, jnp.float32)
@@ -400,7 +401,7 @@ def adahessian(
   Reference: Yao et al., ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning,
   AAAI 2021, arXiv 2006.00719.
   """
-  return _alias.decoupled_alias(
+  return alias.decoupled_alias(
       scale_by_adahessian(b1=b1, b2=b2, eps=eps, hessian_power=hessian_power,
                           update_every=update_every, averaging=averaging, key=key,
                           n_samples=n_samples, mu_dtype=mu_dtype, nu_dtype=nu_dtype,

@@ -23,9 +23,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from optax._src import numerics
 
-from optzoo import _checks
+
+from optzoo._src import checks
 
 __all__ = [
     "MetaOptimizeState",
@@ -150,7 +150,7 @@ def _leaf_labels(granularity: Any, tree: Any) -> list[str]:
 
 def _block_kind(granularity: Any) -> str:
   if isinstance(granularity, str):
-    _checks.check_choice("granularity", granularity, _GRANULARITIES)
+    checks.check_choice("granularity", granularity, _GRANULARITIES)
     return granularity
   if granularity is None:
     raise ValueError(
@@ -294,18 +294,18 @@ def metaoptimize(
   """
   if not (hasattr(base, "init") and hasattr(base, "update")):
     raise TypeError(f"base must be an optax GradientTransformation, got {type(base).__name__}.")
-  _checks.check_choice("meta", meta, _METAS)
-  _checks.check_choice("alpha_timing", alpha_timing, _TIMINGS)
+  checks.check_choice("meta", meta, _METAS)
+  checks.check_choice("alpha_timing", alpha_timing, _TIMINGS)
   kind = _block_kind(granularity)
   if not callable(initial_learning_rate):
-    _checks.check_range("initial_learning_rate", initial_learning_rate, 0.0, low_open=True)
-  _checks.check_learning_rate(meta_learning_rate, "meta_learning_rate")
-  _checks.check_range("gamma", gamma, 0.0, 1.0)
-  _checks.check_range("weight_decay", weight_decay, 0.0)
-  _checks.check_beta("meta_b1", meta_b1)
+    checks.check_range("initial_learning_rate", initial_learning_rate, 0.0, low_open=True)
+  checks.check_learning_rate(meta_learning_rate, "meta_learning_rate")
+  checks.check_range("gamma", gamma, 0.0, 1.0)
+  checks.check_range("weight_decay", weight_decay, 0.0)
+  checks.check_beta("meta_b1", meta_b1)
   meta_b2 = _meta_defaults(meta, meta_b2)
-  _checks.check_beta("meta_b2", meta_b2)
-  _checks.check_range("meta_eps", meta_eps, 0.0)
+  checks.check_beta("meta_b2", meta_b2)
+  checks.check_range("meta_eps", meta_eps, 0.0)
   lo = hi = None
   if log_lr_bounds is not None:
     try:
@@ -314,7 +314,7 @@ def metaoptimize(
       raise ValueError(f"log_lr_bounds={log_lr_bounds!r} must be a pair (low, high).") from None
     if lo is not None and hi is not None and not float(lo) < float(hi):
       raise ValueError(f"log_lr_bounds={log_lr_bounds!r}: need low < high.")
-    a0 = None if callable(initial_learning_rate) else _checks.concrete_float(initial_learning_rate)
+    a0 = None if callable(initial_learning_rate) else checks.concrete_float(initial_learning_rate)
     if a0 is not None:
       la0 = math.log(a0)
       if (lo is not None and la0 < lo) or (hi is not None and la0 > hi):
@@ -327,7 +327,7 @@ def metaoptimize(
       raise ValueError(f"base contains {found}, a learning-rate scale or weight decay. "
                        + _BASE_HINT)
   base = optax.with_extra_args_support(base)
-  decay_is_zero = (not callable(weight_decay)) and _checks.concrete_float(weight_decay) == 0.0
+  decay_is_zero = (not callable(weight_decay)) and checks.concrete_float(weight_decay) == 0.0
   uses_mu = meta in ("lion", "adam")
   uses_nu = meta in ("adam", "rmsprop")
 
@@ -391,7 +391,7 @@ def metaoptimize(
     return cast(new_beta, beta), cast(mu, mu), cast(nu, nu)
 
   def update_fn(updates, state, params=None, **extra_args):
-    _checks.check_same_structure(updates, params)
+    checks.check_same_structure(updates, params)
     hessian_diag = extra_args.get("hessian_diag")
     g_leaves, treedef = jax.tree.flatten(updates)
     h_leaves = treedef.flatten_up_to(state.trace)
@@ -471,7 +471,7 @@ def metaoptimize(
     if alpha_timing == "current":
       new_beta, mu, nu = meta_step(beta, z, state.meta_mu, state.meta_nu, state.count)
     return treedef.unflatten(new_updates), MetaOptimizeState(
-        count=numerics.safe_increment(state.count),
+        count=optax.safe_increment(state.count),
         log_learning_rate=new_beta,
         trace=treedef.unflatten(new_h),
         meta_mu=mu,

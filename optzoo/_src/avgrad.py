@@ -11,9 +11,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from optax._src import numerics
 
-from optzoo import _alias, _checks
+
+from optzoo._src import alias, checks
 
 
 class ScaleByAvgradState(NamedTuple):
@@ -75,10 +75,10 @@ def scale_by_avgrad(
   Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
   arXiv 2401.08893 (ICML 2024).
   """
-  _checks.check_beta("b1", b1)
-  _checks.check_beta("b2", b2)
-  _checks.check_range("eps", eps, 0.0)
-  _checks.check_range("eps_root", eps_root, 0.0)
+  checks.check_beta("b1", b1)
+  checks.check_beta("b2", b2)
+  checks.check_range("eps", eps, 0.0)
+  checks.check_range("eps_root", eps_root, 0.0)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 
   def init_fn(params):
@@ -91,8 +91,8 @@ def scale_by_avgrad(
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    _checks.check_same_structure(updates, params)
-    count = numerics.safe_increment(state.count)
+    checks.check_same_structure(updates, params)
+    count = optax.safe_increment(state.count)
     bc1 = 1.0 - b1**count  # float ** int32: float64 under x64, float32 otherwise
     bc2 = 1.0 - b2**count
     inv_t = 1.0 / count
@@ -155,6 +155,6 @@ def avgrad(
   Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
   arXiv 2401.08893 (ICML 2024).
   """
-  return _alias.decoupled_alias(
+  return alias.decoupled_alias(
       scale_by_avgrad(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
       learning_rate, weight_decay, mask)

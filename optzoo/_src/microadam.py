@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from optax._src import numerics
 
-from optzoo import _alias, _checks
+
+from optzoo._src import alias, checks
 from optzoo import compression as C
 
 
@@ -128,22 +128,22 @@ def scale_by_microadam(
   Reference: Modoranu et al., MicroAdam: Accurate Adaptive Optimization with Low Space
   Overhead and Provable Convergence, arXiv 2405.15593.
   """
-  _checks.check_beta("b1", b1)
-  _checks.check_beta("b2", b2)
-  _checks.check_range("eps", eps, 0.0)
-  m = _checks.check_int("num_grads", num_grads, 1)
-  _checks.check_range("density", density, 0.0, 1.0, low_open=True)
-  if _checks.concrete_float(density) is None:
+  checks.check_beta("b1", b1)
+  checks.check_beta("b2", b2)
+  checks.check_range("eps", eps, 0.0)
+  m = checks.check_int("num_grads", num_grads, 1)
+  checks.check_range("density", density, 0.0, 1.0, low_open=True)
+  if checks.concrete_float(density) is None:
     raise TypeError(f"density must be a Python number (it fixes the top-k size), got {density!r}.")
   density = float(density)
-  q = _checks.check_int("quant_bucket_size", quant_bucket_size, 2)
+  q = checks.check_int("quant_bucket_size", quant_bucket_size, 2)
   if q % 2:
     raise ValueError(f"quant_bucket_size={q} must be even (codes are packed in pairs).")
-  bsz = _checks.check_int("block_size", block_size, 1, C.MAX_BLOCK_SIZE)
+  bsz = checks.check_int("block_size", block_size, 1, C.MAX_BLOCK_SIZE)
   quantize_ef = bool(quantize_ef)
   error_feedback = bool(error_feedback)
   if approx_topk_recall is not None:
-    _checks.check_range("approx_topk_recall", approx_topk_recall, 0.0, 1.0, low_open=True)
+    checks.check_range("approx_topk_recall", approx_topk_recall, 0.0, 1.0, low_open=True)
     approx_topk_recall = float(approx_topk_recall)
   values_dtype = jnp.dtype(values_dtype)
   stats_dtype = jnp.dtype(stats_dtype)
@@ -177,8 +177,8 @@ def scale_by_microadam(
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    _checks.check_same_structure(updates, params)
-    count = numerics.safe_increment(state.count)
+    checks.check_same_structure(updates, params)
+    count = optax.safe_increment(state.count)
     t = count.astype(jnp.float32)
     slot = state.count % m
     rows = jnp.arange(m, dtype=jnp.int32)
@@ -294,7 +294,7 @@ def microadam(
   Reference: Modoranu et al., MicroAdam: Accurate Adaptive Optimization with Low Space
   Overhead and Provable Convergence, arXiv 2405.15593.
   """
-  return _alias.decoupled_alias(
+  return alias.decoupled_alias(
       scale_by_microadam(b1=b1, b2=b2, eps=eps, num_grads=num_grads, density=density,
                          quant_bucket_size=quant_bucket_size, block_size=block_size,
                          quantize_ef=quantize_ef, values_dtype=values_dtype,

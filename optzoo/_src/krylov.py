@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
-from optax._src import numerics
 
-from optzoo import _checks
+
+from optzoo._src import checks
 from optzoo.curvature import lanczos
 
 __all__ = [
@@ -225,7 +225,7 @@ def _make_step(subspace_dim, init_M, shrink, grow, max_backtracks, min_M, max_M,
     updates = jax.tree.map(lambda s, z: jnp.where(accepted, s, z), step_tree, zeros)
     hvps = jnp.minimum(state.hvp_count, _INT32_MAX - subspace_dim) + subspace_dim
     new_state = ScaleByKrylovCubicNewtonState(
-        count=numerics.safe_increment(state.count),
+        count=optax.safe_increment(state.count),
         M=jnp.asarray(M, dtype),
         lam=jnp.asarray(lam, dtype),
         model_decrease=jnp.asarray(-model, dtype),
@@ -312,22 +312,22 @@ def scale_by_krylov_cubic_newton(
   Reference: Jiang et al., Krylov Cubic Regularized Newton: A Subspace Second-Order Method with
   Dimension-Free Convergence Rate, AISTATS 2024, arXiv 2401.03058.
   """
-  subspace_dim = _checks.check_int("subspace_dim", subspace_dim, 1)
-  max_backtracks = _checks.check_int("max_backtracks", max_backtracks, 1)
+  subspace_dim = checks.check_int("subspace_dim", subspace_dim, 1)
+  max_backtracks = checks.check_int("max_backtracks", max_backtracks, 1)
   if secular_iters is not None:
-    secular_iters = _checks.check_int("secular_iters", secular_iters, 1)
-  _checks.check_choice("reortho", reortho, ("full", "none"))
-  _checks.check_choice("adaptive", adaptive, (True, False))
-  _checks.check_range("init_M", init_M, 0.0, low_open=True)
-  _checks.check_range("shrink", shrink, 0.0, 1.0, low_open=True)
-  _checks.check_range("grow", grow, 1.0)
-  _checks.check_range("min_M", min_M, 0.0, low_open=True)
-  _checks.check_range("max_M", max_M, 0.0, low_open=True)
-  lo, hi = _checks.concrete_float(min_M), _checks.concrete_float(max_M)
+    secular_iters = checks.check_int("secular_iters", secular_iters, 1)
+  checks.check_choice("reortho", reortho, ("full", "none"))
+  checks.check_choice("adaptive", adaptive, (True, False))
+  checks.check_range("init_M", init_M, 0.0, low_open=True)
+  checks.check_range("shrink", shrink, 0.0, 1.0, low_open=True)
+  checks.check_range("grow", grow, 1.0)
+  checks.check_range("min_M", min_M, 0.0, low_open=True)
+  checks.check_range("max_M", max_M, 0.0, low_open=True)
+  lo, hi = checks.concrete_float(min_M), checks.concrete_float(max_M)
   if lo is not None and hi is not None and lo > hi:
     raise ValueError(f"min_M={min_M!r} must not exceed max_M={max_M!r}.")
   if breakdown_tol is not None:
-    _checks.check_range("breakdown_tol", breakdown_tol, 0.0)
+    checks.check_range("breakdown_tol", breakdown_tol, 0.0)
 
   step = _make_step(subspace_dim, init_M, shrink, grow, max_backtracks, min_M, max_M, reortho,
                     secular_iters, adaptive, breakdown_tol)
@@ -356,7 +356,7 @@ def scale_by_krylov_cubic_newton(
     if params is None:
       raise ValueError("krylov_cubic_newton needs params: call tx.update(grads, state, params, "
                        "obj_fn=loss_fn).")
-    _checks.check_same_structure(updates, params)
+    checks.check_same_structure(updates, params)
     try:
       hash(obj_fn)
       run = jitted_step
@@ -418,7 +418,7 @@ def krylov_cubic_newton(
 
   Reference: Jiang et al., arXiv 2401.03058 (AISTATS 2024).
   """
-  _checks.check_range("weight_decay", weight_decay, 0.0)
+  checks.check_range("weight_decay", weight_decay, 0.0)
   core = scale_by_krylov_cubic_newton(
       subspace_dim=subspace_dim, init_M=init_M, shrink=shrink, grow=grow,
       max_backtracks=max_backtracks, min_M=min_M, max_M=max_M, reortho=reortho,
@@ -439,7 +439,7 @@ def krylov_cubic_newton(
     def full_obj(p):
       return obj_fn(p) + reg(p)
 
-    _checks.check_same_structure(updates, params)
+    checks.check_same_structure(updates, params)
     grads = jax.tree.map(
         lambda g, x, on: (g + weight_decay * x).astype(g.dtype) if on else g, updates, params, m)
     return core.update(grads, state, params, obj_fn=full_obj)
