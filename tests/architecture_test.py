@@ -1,0 +1,99 @@
+"""The house rules of optzoo, read from the source with ``ast``.
+
+Layers (an import goes only to a strictly lower rank, so there is no cycle; every module of
+``optzoo/`` must have a rank here, so a new module is placed on purpose):
+
+  0  _src.checks, _src.trees, _src.memory      argument checks and per-leaf plumbing
+  1  compression, curvature, lmo               building blocks: arrays and pytrees, no optax
+     objectives, training                      toy problems; the full-batch training loop
+  2  _src.alias                                the <name>(learning_rate, ...) alias shape
+  3  _src.<paper>                              one private module per paper
+  4  registry, testing                         the catalogue; the conformance kit (neither imports the other)
+  5  optzoo (the package root)                 re-exports; never loads the kit or the registry
+"""
+
+import ast
+import importlib
+import pathlib
+import types
+
+import pytest
+
+import optzoo
+
+ROOT = pathlib.Path(optzoo.__file__).parent
+PAPERS = ("adahessian", "avgrad", "krylov", "lanton", "lion", "mada", "metaoptimize", "microadam")
+RANK = {
+    "optzoo._src.checks": 0, "optzoo._src.trees": 0, "optzoo._src.memory": 0,
+    "optzoo.compression": 1, "optzoo.curvature": 1, "optzoo.lmo": 1,
+    "optzoo.objectives": 1, "optzoo.training": 1,
+    "optzoo._src.alias": 2,
+    **{f"optzoo._src.{p}": 3 for p in PAPERS},
+    "optzoo.registry": 4, "optzoo.testing": 4,
+    "optzoo": 5, "optzoo._src": 0,
+}
+PUBLIC_MODULES = ("compression", "curvature", "lmo", "objectives", "registry", "testing", "training")
+
+
+def _module_name(path: pathlib.Path) -> str:
+  parts = ("optzoo",) + path.relative_to(ROOT).with_suffix("").parts
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_module(name: str) -> bool:
+  rel = pathlib.Path(*name.split(".")[1:])
+  return (ROOT / rel).with_suffix(".py").exists() or (ROOT / rel / "__init__.py").exists()
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+  """optzoo modules that ``path`` imports anywhere (module level or inside functions)."""
+  out = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      out |= {a.name for a in node.names if a.name.split(".")[0] == "optzoo"}
+    elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "optzoo":
+      for a in node.names:
+        sub = f"{node.module}.{a.name}"
+        out.add(sub if _is_module(sub) else node.module)
+  return out
+
+
+MODULES = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def test_every_module_has_a_rank():
+  assert sorted(set(MODULES) - set(RANK)) == []
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_go_down_the_layers(name):
+  bad = [f"{name} (rank {RANK[name]}) imports {dep} (rank {RANK[dep]})"
+         for dep in sorted(_imports(MODULES[name])) if dep != name and RANK[dep] >= RANK[name]]
+  assert not bad, "\n".join(bad)
+
+
+def test_no_private_optax_anywhere():
+  offenders = [str(p) for p in ROOT.rglob("*.py") if "optax._src" in p.read_text()]
+  assert not offenders
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_public_modules_are_modules(name):
+  assert isinstance(importlib.import_module(f"optzoo.{name}"), types.ModuleType)
+  assert isinstance(getattr(optzoo, name, None) or importlib.import_module(f"optzoo.{name}"),
+                    types.ModuleType)
+
+
+def test_no_public_name_shadows_a_module():
+  clash = [n for n in optzoo.__all__ if _is_module(f"optzoo.{n}")]
+  assert not clash
+  for n in optzoo.__all__:
+    assert not isinstance(getattr(optzoo, n), types.ModuleType), n
+
+
+def test_root_does_not_load_the_kit():
+  import subprocess
+  import sys
+  code = "import sys, optzoo; print(sorted(m for m in ('optzoo.testing', 'optzoo.registry') if m in sys.modules))"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  assert out.stdout.strip() == "[]"
