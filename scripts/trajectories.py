@@ -87,9 +87,9 @@ def record(out: str, only: str | None = None) -> None:
 
 def compare(a: str, b: str) -> int:
   za, zb = np.load(a), np.load(b)
-  keys = sorted(set(za) | set(zb))
+  keys = sorted(zb)  # B may hold a subset of A's runs (--only)
   runs = sorted({k.rsplit("|", 1)[0] for k in keys})
-  bad = []
+  bad = [] if runs else ["no runs recorded"]
   for run in runs:
     ka = sorted(k for k in za if k.startswith(run + "|"))
     kb = sorted(k for k in zb if k.startswith(run + "|"))

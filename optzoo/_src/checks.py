@@ -99,3 +99,14 @@ def check_same_structure(updates: Any, params: Any) -> None:
         f"  updates: {s_u}\n  params:  {s_p}\n"
         "Pass gradients computed for exactly these params."
     )
+
+
+def require_obj_fn(who: str, obj_fn: Any, params: Any) -> None:
+  """The one error of every optimizer that needs the objective (as ``optax.contrib.sophia``):
+  a ``ValueError`` naming ``who`` and the call to make, when ``obj_fn`` or ``params`` is missing.
+  """
+  if obj_fn is None or params is None:
+    missing = "obj_fn" if obj_fn is None else "params"
+    raise ValueError(
+        f"{who}.update needs {missing}: call tx.update(grads, state, params, obj_fn=loss_fn), "
+        "where loss_fn(params) is the scalar loss of the same batch as grads.")
