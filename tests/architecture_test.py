@@ -4,9 +4,10 @@ Layers (an import goes only to a strictly lower rank, so there is no cycle; ever
 ``optzoo/`` must have a rank here, so a new module is placed on purpose):
 
   0  _src.checks, _src.trees, _src.memory      argument checks and per-leaf plumbing
-  1  compression, curvature, lmo               building blocks: arrays and pytrees, no optax
+  1  compression, curvature, lmo, layouts      building blocks: arrays and pytrees, no optax
      objectives, training                      toy problems; the full-batch training loop
   2  _src.alias                                the <name>(learning_rate, ...) alias shape
+     models                                    the flax.nnx model suite (objectives over real layers)
   3  _src.<paper>                              one private module per paper
   4  registry, testing                         the catalogue; the conformance kit (neither imports the other)
   5  optzoo (the package root)                 re-exports; never loads the kit or the registry
@@ -26,13 +27,14 @@ PAPERS = ("adahessian", "avgrad", "krylov", "lanton", "lion", "mada", "metaoptim
 RANK = {
     "optzoo._src.checks": 0, "optzoo._src.trees": 0, "optzoo._src.memory": 0,
     "optzoo.compression": 1, "optzoo.curvature": 1, "optzoo.lmo": 1,
-    "optzoo.objectives": 1, "optzoo.training": 1,
-    "optzoo._src.alias": 2,
+    "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.layouts": 1,
+    "optzoo._src.alias": 2, "optzoo.models": 2,
     **{f"optzoo._src.{p}": 3 for p in PAPERS},
     "optzoo.registry": 4, "optzoo.testing": 4,
     "optzoo": 5, "optzoo._src": 0,
 }
-PUBLIC_MODULES = ("compression", "curvature", "lmo", "objectives", "registry", "testing", "training")
+PUBLIC_MODULES = ("compression", "curvature", "layouts", "lmo", "models", "objectives", "registry",
+                  "testing", "training")
 
 
 def _module_name(path: pathlib.Path) -> str:

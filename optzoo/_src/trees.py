@@ -16,15 +16,18 @@ def _is_none(x: Any) -> bool:
   return x is None
 
 
-def leaf_values(spec: Any, tree: Any, default: Any = None) -> list[Any]:
+_RAISE = object()
+
+
+def leaf_values(spec: Any, tree: Any, default: Any = None, *, missing: Any = _RAISE) -> list[Any]:
   """One value per leaf of ``tree`` (in ``jax.tree.leaves`` order) from ``spec``.
 
   ``spec`` is None (use ``default``), a callable ``tree -> pytree`` (called on ``tree``), or a
   pytree whose structure is ``tree``'s or a prefix of it: each leaf takes the value at the
   longest prefix of its path. ``default`` is a constant for every leaf or, when callable, a
   ``tree -> pytree`` like ``spec``. Lookup is by path, so ``optax.MaskedNode`` leaves (inside
-  ``optax.masked`` or ``optax.partition``) are fine. A leaf with no value is a ``ValueError``
-  naming it.
+  ``optax.masked`` or ``optax.partition``) are fine. A leaf that ``spec`` does not cover gets
+  ``missing`` when given, else it is a ``ValueError`` naming the leaf.
 
   >>> import jax.numpy as jnp
   >>> leaf_values({"a": "x", "b": {"c": "y", "d": "z"}}, {"a": 1, "b": {"c": 2, "d": 3}})
@@ -51,6 +54,9 @@ def leaf_values(spec: Any, tree: Any, default: Any = None) -> list[Any]:
         out.append(by_path[path[:k]])
         break
     else:
+      if missing is not _RAISE:
+        out.append(missing)
+        continue
       raise ValueError(
           f"no value for the leaf {jax.tree_util.keystr(path)} in {spec!r}: pass a pytree with "
           "the params' structure (or a prefix of it), or a callable params -> such a pytree.")
