@@ -43,6 +43,8 @@ from optzoo._src.mada import ScaleByMadaState as ScaleByMadaState
 from optzoo._src.mada import coeffs_dict as mada_coefficients
 from optzoo._src.mada import mada as mada
 from optzoo._src.mada import scale_by_mada as scale_by_mada
+from optzoo._src.masking import FrozenObjective as FrozenObjective
+from optzoo._src.masking import frozen_objective as frozen_objective
 from optzoo._src.memory import bytes_per_param as bytes_per_param
 from optzoo._src.memory import state_bytes as state_bytes
 from optzoo._src.metaoptimize import MetaOptimizeState as MetaOptimizeState

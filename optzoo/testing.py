@@ -36,6 +36,9 @@ check over every registry entry. The checks (names in :data:`CHECKS`):
 13. ``validation``: a negative learning rate is a ``ValueError`` naming the argument.
 14. ``donation``: donating one ``init``'s state to a jitted step leaves a second ``init``'s
     state usable (no state buffer is shared across inits).
+15. ``masked``: inside ``optax.masked`` with a frozen leaf, the frozen leaf stays put and the
+    others train as the optimizer on them alone (``obj_fn`` via ``optzoo.frozen_objective``).
+16. ``partition``: the same inside ``optax.partition`` with a ``set_to_zero`` partition.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import numpy as np
 import optax
 
 from optzoo import objectives, training
+from optzoo._src import masking
 
 __all__ = [
     "CHECKS",
@@ -283,6 +287,56 @@ def check_chain_clip(s: Subject) -> None:
     params = optax.apply_updates(params, u_c)
 
 
+def _frozen_run(tx, params, loss, extra_args, steps):
+  """``steps`` jitted steps of ``tx`` whose ``obj_fn`` (if any) is a frozen objective, as a user
+  passes it to an optimizer inside optax.masked / optax.partition."""
+
+  def step(p, st):
+    extras = training.extra_kwargs(extra_args, loss, p)
+    if "obj_fn" in extras:
+      extras["obj_fn"] = masking.frozen_objective(loss, p)
+    updates, st = tx.update(jax.grad(loss)(p), st, p, **extras)
+    return optax.apply_updates(p, updates), st
+
+  step, state = jax.jit(step), tx.init(params)
+  for _ in range(steps):
+    params, state = step(params, state)
+  return params
+
+
+def _check_frozen(s: Subject, wrap: Callable[[optax.GradientTransformation], Any], what: str):
+  """The 'scale' leaf of the standard problem is frozen by ``wrap``; the 'dense' leaves train."""
+  params, loss = _problem()
+  final = _frozen_run(wrap(s.make()), params, loss, s.extra_args, 4)
+  _assert_trees_equal(final["scale"], params["scale"], f"frozen leaf under {what}")
+
+  def restricted(owned):  # the same problem with the frozen leaf held at its value
+    return loss({**owned, "scale": params["scale"]})
+
+  alone = _frozen_run(s.make(), {"dense": params["dense"]}, restricted, s.extra_args, 4)
+  _assert_trees_close(final["dense"], alone["dense"], 1e-5, 1e-6,
+                      f"trained leaves under {what} vs the optimizer on those leaves alone")
+
+
+def check_masked(s: Subject) -> None:
+  """15. in ``chain(masked(opt, m), masked(set_to_zero(), not m))`` frozen leaves stay put and
+  the others train exactly as the optimizer on them alone (``obj_fn`` from
+  ``optzoo.frozen_objective`` at the outer level)."""
+  train = {"dense": True, "scale": False}
+  freeze = {"dense": False, "scale": True}
+  _check_frozen(s, lambda tx: optax.chain(optax.masked(tx, train),
+                                          optax.masked(optax.set_to_zero(), freeze)),
+                "optax.masked")
+
+
+def check_partition(s: Subject) -> None:
+  """16. in ``optax.partition({'train': opt, 'freeze': set_to_zero()}, labels)`` frozen leaves
+  stay put and the others train exactly as the optimizer on them alone."""
+  labels = {"dense": "train", "scale": "freeze"}
+  _check_frozen(s, lambda tx: optax.partition({"train": tx, "freeze": optax.set_to_zero()},
+                                              labels), "optax.partition")
+
+
 def check_abstract_init(s: Subject) -> None:
   """8. init from jax.ShapeDtypeStruct leaves works and matches the concrete init."""
   params, _ = _problem()
@@ -452,6 +506,8 @@ CHECKS: Mapping[str, Callable[[Subject], None]] = {
     "sharding": check_sharding,
     "validation": check_validation,
     "donation": check_donation,
+    "masked": check_masked,
+    "partition": check_partition,
 }
 
 

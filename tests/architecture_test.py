@@ -3,7 +3,8 @@
 Layers (an import goes only to a strictly lower rank, so there is no cycle; every module of
 ``optzoo/`` must have a rank here, so a new module is placed on purpose):
 
-  0  _src.checks, _src.trees, _src.memory      argument checks and per-leaf plumbing
+  0  _src.checks, _src.trees, _src.memory,    argument checks, per-leaf plumbing, state bytes,
+     _src.masking                              objectives inside optax.masked / partition
   1  compression, curvature, lmo, layouts      building blocks: arrays and pytrees, no optax
      objectives, training                      toy problems; the full-batch training loop
   2  _src.alias                                the <name>(learning_rate, ...) alias shape
@@ -26,6 +27,7 @@ ROOT = pathlib.Path(optzoo.__file__).parent
 PAPERS = ("adahessian", "avgrad", "krylov", "lanton", "lion", "mada", "metaoptimize", "microadam")
 RANK = {
     "optzoo._src.checks": 0, "optzoo._src.trees": 0, "optzoo._src.memory": 0,
+    "optzoo._src.masking": 0,
     "optzoo.compression": 1, "optzoo.curvature": 1, "optzoo.lmo": 1,
     "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.layouts": 1,
     "optzoo._src.alias": 2, "optzoo.models": 2,
