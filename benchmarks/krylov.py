@@ -7,7 +7,7 @@ float64 (the paper's reference code is float64; ``--dtype float32`` for accelera
 
 Methods (all with the same adaptive-M backtracking: M_0 = 2e-3, halve at each step, double
 until f(x + s) <= f(x) + model(s), at most 20 trials, reject otherwise):
-  * ``krylov m=10``: optzoo.krylov.minimize (Lanczos subspace from the gradient).
+  * ``krylov m=10``: optzoo.krylov_cubic_newton_minimize (Lanczos subspace from the gradient).
   * ``random coords m=10`` (SSCN, Hanzely et al. 2020) and ``random gaussian m=10``: the cubic
     model on a fresh random subspace each step (m coordinates without replacement / an
     orthonormalized Gaussian d x m matrix); the subspace Hessian costs m HVPs, as in Krylov.
@@ -29,18 +29,14 @@ wall time; ``--quick``: ``krylov_quick.*``). Run: ``python benchmarks/krylov.py 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 TARGET = 1e-6
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 # ----------------------------------------------------------------------------- data
@@ -77,7 +73,7 @@ def make_loss(cols, vals, y, l2, dtype):
 def subspace_cubic_step(fun, basis_fn, k, max_bt=20, shrink=0.5, grow=2.0):
   """One cubic-Newton step on span(P) (P: k x d orthonormal rows from ``basis_fn(key, x)``),
   with the same backtracking on M as optzoo.krylov. Subspace Hessian P H P^T by k HVPs."""
-  from optzoo.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
+  from optzoo._src.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
 
   @jax.jit
   def step(x, M_prev, key):
@@ -125,7 +121,7 @@ def gaussian_basis(m):
 def full_cubic_step(fun, max_bt=20, shrink=0.5, grow=2.0):
   """Full cubic Newton: dense Hessian (jax.hessian: d HVPs), one eigh per step, same
   backtracking on M."""
-  from optzoo.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
+  from optzoo._src.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
 
   @jax.jit
   def step(x, M_prev, key):
@@ -210,8 +206,7 @@ def first_below(xs, subopt, level=TARGET):
 
 
 def main(argv=None):
-  from optzoo import krylov  # noqa: PLC0415
-  from step_time import machine_name  # noqa: PLC0415
+  import optzoo  # noqa: PLC0415
 
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--quick", action="store_true", help="d = 1,000 only, small budgets")
@@ -224,7 +219,7 @@ def main(argv=None):
   ap.add_argument("--max-time", type=float, default=60.0, help="seconds per method and d")
   ap.add_argument("--full-max-d", type=int, default=None,
                   help="largest d for dense full cubic Newton (default 2000 on CPU, 10000 on GPU)")
-  ap.add_argument("--out", default=RESULTS)
+  common.add_out_argument(ap)
   args = ap.parse_args(argv)
   if args.dtype == "float64":
     jax.config.update("jax_enable_x64", True)
@@ -233,13 +228,8 @@ def main(argv=None):
   max_time = 15.0 if args.quick else args.max_time
   full_max_d = args.full_max_d or (2000 if jax.devices()[0].platform == "cpu" else 10_000)
   m = args.m
-  os.makedirs(args.out, exist_ok=True)
-  import matplotlib  # noqa: PLC0415
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-
-  machine = machine_name()
+  plt = common.pyplot()
+  machine = common.machine_name()
   prefix = "krylov_quick" if args.quick else "krylov"
   rows, target_rows = [], []
   for d in dims:
@@ -249,7 +239,8 @@ def main(argv=None):
     x0 = jnp.zeros(d, dtype)
     runs = {}
     print(f"d={d}: krylov", flush=True)
-    _, info = krylov.minimize(fun, x0, subspace_dim=m, max_iters=200, tol=1e-9)
+    _, info = optzoo.krylov_cubic_newton_minimize(fun, x0, subspace_dim=m, max_iters=200,
+                                                  tol=1e-9)
     runs[f"krylov m={m}"] = (np.concatenate([[0], info.hvp_counts]),
                              np.concatenate([[0.0], info.times]), info.values, "HVPs")
     budget = args.sscn_budget * max(info.hvps, m)
@@ -292,8 +283,7 @@ def main(argv=None):
     axes[0].legend(fontsize=7)
     fig.suptitle(f"L2 logistic regression, d={d}, n={n} ({args.dtype}) on {machine}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(os.path.join(args.out, f"{prefix}_{d}.png"), dpi=110)
-    plt.close(fig)
+    common.savefig(fig, f"{prefix}_{d}.png", args.out)
 
     k_hvps = first_below(runs[f"krylov m={m}"][0], np.maximum(runs[f"krylov m={m}"][2] - f_star, 0))
     for name in (f"random coords m={m}", f"random gaussian m={m}"):
@@ -340,9 +330,8 @@ def main(argv=None):
     lines.append(f"| {d} | {name} | {its} | {work} | {unit} | {t:.3g} | {sub:.2e} | {rx_s} | "
                  f"{rt_s} |")
   lines += ["", "Plots: " + ", ".join(f"`{prefix}_{d}.png`" for d in dims), ""]
-  with open(os.path.join(args.out, f"{prefix}.md"), "w") as fh:
-    fh.write("\n".join(lines))
   print("\n".join(lines))
+  common.write(f"{prefix}.md", "\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

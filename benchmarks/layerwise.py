@@ -1,5 +1,5 @@
 """Layerwise step sizes: LANTON vs optax.contrib.muon vs optax.adamw on a small Flax transformer LM,
-then MetaOptimize vs optax.adam on the Flax MLP (``benchmarks/metaoptimize_mlp.py``).
+then MetaOptimize vs optax.adam on the Flax MLP.
 
 LANTON part. Data: a random order-2 Markov chain over 32 tokens (Dirichlet(0.1) rows, fixed
 seed) generated here; its entropy rate is the best achievable loss. Model: a 2-block pre-norm
@@ -8,11 +8,23 @@ the same warmup + cosine schedule on a small learning-rate grid, best final loss
 baseline muon is D-Muon-like (``consistent_rms=0.2``, AdamW on embedding, head and vectors,
 weight decay 0.1). An ablation runs LANTON with every rate clipped to 1 (``r_min=1``). Reported:
 final held-out loss, steps to reach muon's final loss, jitted train-step time (forward, backward
-and update) as a median paired ratio to muon's, loss curves and per-layer rates. Writes
-``benchmarks/results/layerwise.md``, ``layerwise_loss.png`` and ``layerwise_rates.png``.
+and update) as a median paired ratio to muon's, loss curves and per-layer rates.
 
-    python benchmarks/layerwise.py            # default (a few minutes on a CPU)
-    python benchmarks/layerwise.py --quick    # smoke run: one lr per optimizer, short, no files
+MetaOptimize part. The data are ``objectives.mlp_data()`` with 20% of the labels redrawn at
+random (fixed seed): the clean blobs are separable, so every run would drive the loss to 0.
+``optax.adam`` is tuned on a learning-rate grid in the same run; it is then also run at a
+learning rate 10x below the tuned one. ``optzoo.metaoptimize(optax.scale_by_adam(), ...)``
+(Lion meta, meta lr 1e-3, scalar step size, the paper's defaults) starts from that 10x-too-small
+step size (and from 100x too small) and learns it. Reported: the final full-batch loss (mean
+over seeds) and the learned step size over time.
+
+Writes ``benchmarks/results/layerwise.md`` (both parts), ``layerwise_loss.png``,
+``layerwise_rates.png``, and the MetaOptimize part alone as ``metaoptimize_mlp.md`` and
+``metaoptimize_mlp.png``.
+
+    python benchmarks/layerwise.py                      # default (a few minutes on a CPU)
+    python benchmarks/layerwise.py --only metaoptimize  # one part (writes that part's files)
+    python benchmarks/layerwise.py --quick              # smoke run: short, one lr each, no files
 
 Device-agnostic: runs on the default JAX device (a GPU when present).
 """
@@ -21,30 +33,23 @@ from __future__ import annotations
 
 import argparse
 import math
-import pathlib
-import sys
 import time
 
+import common
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-_HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(_HERE.parent))
-sys.path.insert(0, str(_HERE))
+import optzoo
+from optzoo import default_lanton_labels, objectives
 
-import optzoo  # noqa: E402
-from optzoo import default_lanton_labels  # noqa: E402
-from step_time import machine_name  # noqa: E402
-
-RESULTS = _HERE / "results"
 VOCAB, SEQ, BATCH, D_MODEL, HEADS, LAYERS = 16, 32, 32, 64, 4, 2
 EVAL_EVERY = 25
 
 
-# ----------------------------------------------------------------------------- data
+# ----------------------------------------------------------------------------- LANTON: data
 def markov_data(n_train: int = 4096, n_eval: int = 512, seed: int = 0):
   """Token sequences from a random order-2 Markov chain, and the chain's entropy rate (nats)."""
   rng = np.random.default_rng(seed)
@@ -186,7 +191,7 @@ def time_steps(makers: dict, data, n_pairs: int) -> dict:
   train_seqs, _ = data
   params = MODEL.init(jax.random.PRNGKey(0), train_seqs[:2, :-1])
   batch = train_seqs[:BATCH]
-  steps = {}
+  steps, carries = {}, {}
   for name, make in makers.items():
     tx = make()
 
@@ -196,23 +201,22 @@ def time_steps(makers: dict, data, n_pairs: int) -> dict:
       u, s = tx.update(g, s, p)
       return optax.apply_updates(p, u), s
 
-    fn = jax.jit(step)
-    carry = (jax.tree.map(jnp.copy, params), tx.init(params))
-    for _ in range(3):
-      carry = jax.block_until_ready(fn(carry))
-    steps[name] = [fn, carry]
-  times = {n: [] for n in steps}
-  names = list(steps)
-  for i in range(n_pairs):
-    order = names if i % 2 == 0 else names[::-1]
-    for n in order:
-      fn, carry = steps[n]
-      t0 = time.perf_counter()
-      steps[n][1] = jax.block_until_ready(fn(carry))
-      times[n].append(time.perf_counter() - t0)
-  base = np.array(times["optax.contrib.muon"])
-  return {n: {"ms": float(np.median(t) * 1e3), "ratio": float(np.median(np.array(t) / base))}
+    steps[name] = jax.jit(step)
+    carries[name] = (jax.tree.map(jnp.copy, params), tx.init(params))
+  times, _ = common.paired_times(steps, carries, n_pairs)
+  base = times["optax.contrib.muon"]
+  return {n: {"ms": float(np.median(t) * 1e3), "ratio": float(np.median(t / base))}
           for n, t in times.items()}
+
+
+# Train-step timings at lr 1e-2: name -> (optimizer, the ratio to muon's step asked for).
+TIMED = {
+    "optax.contrib.muon": (lambda: OPTIMIZERS["optax.contrib.muon"][0](1e-2), None),
+    "lanton": (lambda: OPTIMIZERS["lanton"][0](1e-2), 1.10),
+    "lanton (dual_norm='gram')": (
+        lambda: optzoo.lanton(1e-2, weight_decay=0.1, dual_norm="gram"), None),
+    "optax.adamw": (lambda: OPTIMIZERS["optax.adamw"][0](1e-2), None),
+}
 
 
 def _steps_to(curve, target):
@@ -235,12 +239,8 @@ def run_lanton(quick: bool) -> dict:
   lr_l = results["lanton"]["lr"]
   results[ABLATION] = dict(train(lambda: _ablation(schedule(lr_l, steps)), steps, data), lr=lr_l)
   target = results["optax.contrib.muon"]["final"]
-  timing = time_steps({
-      "optax.contrib.muon": lambda: OPTIMIZERS["optax.contrib.muon"][0](1e-2),
-      "lanton": lambda: OPTIMIZERS["lanton"][0](1e-2),
-      "lanton (dual_norm='gram')": lambda: optzoo.lanton(1e-2, weight_decay=0.1, dual_norm="gram"),
-      "optax.adamw": lambda: OPTIMIZERS["optax.adamw"][0](1e-2),
-  }, data, 10 if quick else 30)
+  timing = time_steps({name: make for name, (make, _) in TIMED.items()}, data,
+                      10 if quick else 30)
   n_params = sum(x.size for x in jax.tree.leaves(MODEL.init(jax.random.PRNGKey(0),
                                                              train_seqs[:2, :-1])))
   return {"steps": steps, "entropy_rate": rate, "target": target, "results": results,
@@ -248,14 +248,139 @@ def run_lanton(quick: bool) -> dict:
           "seconds": time.time() - t0}
 
 
-def run_metaoptimize(quick: bool) -> dict | None:
-  """The MetaOptimize part: ``benchmarks/metaoptimize_mlp.py``'s ``run(quick)``."""
-  try:
-    import metaoptimize_mlp  # noqa: PLC0415
-  except ImportError as e:  # the other half of the issue is not there
-    print(f"MetaOptimize part skipped: {e}")
-    return None
-  return metaoptimize_mlp.run(quick)
+# ----------------------------------------------------------------------------- MetaOptimize
+MO_ADAM_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+MO_BATCH = 64
+MO_LABEL_NOISE = 0.2  # labels redrawn at random (fixed seed), so the loss cannot reach 0
+MO_TARGET = 1e-3  # full-batch loss for the "steps to target" column
+
+
+def _mo_trainer(steps: int, log_every: int):
+  """``train(tx, seed) -> (full-batch losses every log_every steps, step sizes, final loss)``."""
+  obj = objectives.get("mlp")
+  xs, ys = objectives.mlp_data()
+  rng = np.random.default_rng(123)
+  redraw = rng.uniform(size=ys.shape) < MO_LABEL_NOISE
+  ys = np.where(redraw, rng.integers(0, int(ys.max()) + 1, size=ys.shape), ys).astype(np.int32)
+  xs, ys = jnp.asarray(xs), jnp.asarray(ys)
+  model = objectives.mlp_model()
+
+  def full_loss(params):
+    logits = model.apply({"params": params}, xs)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, ys).mean()
+
+  def batch_loss(params, idx):
+    logits = model.apply({"params": params}, xs[idx])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, ys[idx]).mean()
+
+  def train(tx, seed):
+    key = jax.random.PRNGKey(seed)
+    params = obj.init()
+
+    def body(carry, t):
+      p, s = carry
+      idx = jax.random.randint(jax.random.fold_in(key, t), (MO_BATCH,), 0, xs.shape[0])
+      u, s = tx.update(jax.grad(batch_loss)(p, idx), s, p)
+      p = optax.apply_updates(p, u)
+      lr = (jnp.exp(s.log_learning_rate) if hasattr(s, "log_learning_rate")
+            else jnp.float32(jnp.nan))
+      return (p, s), lr
+
+    def chunk(carry, t0):
+      carry, lrs = jax.lax.scan(body, carry, t0 + jnp.arange(log_every))
+      return carry, (full_loss(carry[0]), lrs[-1])
+
+    starts = jnp.arange(0, steps, log_every)
+    (p, _), (losses, lrs) = jax.lax.scan(chunk, (params, tx.init(params)), starts)
+    return losses, lrs, full_loss(p)
+
+  return train
+
+
+def _mo_steps_to(losses, step_axis):
+  hit = np.nonzero(np.asarray(losses) < MO_TARGET)[0]
+  return int(step_axis[hit[0]]) if hit.size else None
+
+
+def run_metaoptimize(quick: bool) -> dict:
+  """Runs the MetaOptimize comparison and returns its numbers.
+
+  Returns a dict with ``machine``, ``steps``, ``seeds``, ``adam_grid`` ({lr: final loss}),
+  ``tuned_lr``, ``rows`` (one per run: ``name``, ``init_lr``, ``final_loss`` mean over seeds,
+  ``final_lr`` (learned step size, seed 0; None for Adam), ``loss_ratio`` = final loss / tuned
+  Adam's, ``steps_to_target``: first logged step with full-batch loss < ``MO_TARGET``, seed 0),
+  ``curves`` (name -> {``step``, ``loss``, ``lr``} lists, seed 0), ``table`` (markdown),
+  ``seconds`` and ``small`` (a tenth of ``tuned_lr``).
+  """
+  t_start = time.time()
+  steps = 1_500 if quick else 4_000
+  log_every = 50 if quick else 100
+  seeds = (0,) if quick else (0, 1, 2)
+  train = _mo_trainer(steps, log_every)
+
+  def evaluate(make_tx):
+    fn = jax.jit(lambda seed: train(make_tx(), seed))
+    outs = [fn(s) for s in seeds]
+    final = float(np.mean([float(o[2]) for o in outs]))
+    return final, outs[0]
+
+  grid = {lr: evaluate(lambda lr=lr: optax.adam(lr)) for lr in MO_ADAM_GRID}
+  tuned = min(grid, key=lambda lr: grid[lr][0])
+  small = tuned / 10.0
+  runs = {
+      f"optax.adam (tuned, {tuned:g})": (tuned, grid[tuned], False),
+  }
+  small_res = grid[small] if small in grid else evaluate(lambda: optax.adam(small))
+  runs[f"optax.adam (10x too small, {small:g})"] = (small, small_res, False)
+  for factor in (10.0, 100.0):
+    a0 = tuned / factor
+    res = evaluate(lambda a0=a0: optzoo.metaoptimize(optax.scale_by_adam(),
+                                                  initial_learning_rate=a0))
+    runs[f"metaoptimize(scale_by_adam) from {a0:g} ({factor:g}x too small)"] = (a0, res, True)
+
+  base_loss = grid[tuned][0]
+  rows, curves = [], {}
+  step_axis = [int(s) for s in np.arange(log_every, steps + 1, log_every)]
+  for name, (lr0, (final, (losses, lrs, _)), is_mo) in runs.items():
+    rows.append({
+        "name": name, "init_lr": lr0, "final_loss": final,
+        "final_lr": float(lrs[-1]) if is_mo else None, "loss_ratio": final / base_loss,
+        "steps_to_target": _mo_steps_to(losses, step_axis),
+    })
+    curves[name] = {"step": step_axis, "loss": [float(x) for x in losses],
+                    "lr": [float(x) for x in lrs] if is_mo else None}
+
+  machine = common.machine_name()
+  lines = [
+      "# MetaOptimize over Adam vs optax.adam on the Flax MLP",
+      "",
+      f"Machine: {machine}. Objective: the Flax MLP of `objectives.get('mlp')` (16-32-32-4, its "
+      f"512 Gaussian-blob samples) with {MO_LABEL_NOISE:.0%} of the labels redrawn at random "
+      "(fixed seed; the clean blobs are separable, so the loss would reach 0 and the comparison would "
+      f"be about nothing); minibatches of {MO_BATCH} drawn at random, {steps} steps, seeds "
+      f"{list(seeds)}; loss is the full-batch cross-entropy at the end, mean over seeds. Adam "
+      "tuned on the grid "
+      f"{list(MO_ADAM_GRID)} in this run: best {tuned:g}. MetaOptimize: Lion meta, meta lr 1e-3, "
+      "scalar step size, gamma 1 (paper defaults).",
+      "",
+      "| run | initial lr | final loss | loss / tuned Adam | "
+      f"steps to loss {MO_TARGET:g} (seed 0) | learned lr at end (seed 0) |",
+      "|---|---|---|---|---|---|",
+  ]
+  for r in rows:
+    learned = "-" if r["final_lr"] is None else f"{r['final_lr']:.3g}"
+    reached = "not reached" if r["steps_to_target"] is None else str(r["steps_to_target"])
+    lines.append(f"| {r['name']} | {r['init_lr']:.3g} | {r['final_loss']:.4g} | "
+                 f"{r['loss_ratio']:.3g} | {reached} | {learned} |")
+  lines += ["", "Adam grid (final loss): "
+            + ", ".join(f"{lr:g}: {v[0]:.4g}" for lr, v in grid.items())]
+  table = "\n".join(lines) + "\n"
+
+  return {
+      "machine": machine, "steps": steps, "seeds": list(seeds),
+      "adam_grid": {lr: v[0] for lr, v in grid.items()}, "tuned_lr": tuned, "small": small,
+      "rows": rows, "curves": curves, "table": table, "seconds": time.time() - t_start,
+  }
 
 
 def _table(lt: dict, mo: dict | None, machine: str) -> str:
@@ -295,26 +420,22 @@ def _table(lt: dict, mo: dict | None, machine: str) -> str:
       "|---|---:|---:|---|",
   ]
   for name, t in timing.items():
-    tgt = "<= 1.10" if name == "lanton" else ""
+    tgt = "" if TIMED[name][1] is None else f"<= {TIMED[name][1]:.2f}"
     lines.append(f"| {name} | {t['ms']:.2f} | {t['ratio']:.3f} | {tgt} |")
   lines += ["", "Plots: `layerwise_loss.png` (held-out loss), `layerwise_rates.png` "
             "(LANTON's per-layer rates r_l).", ""]
   if mo is None:
-    lines += ["## MetaOptimize", "", "Not run: `benchmarks/metaoptimize_mlp.py` is missing.", ""]
+    lines += ["## MetaOptimize", "", "Not run (`--only lanton`).", ""]
   else:
     body = mo["table"].splitlines()
     body = [("## " + l[2:]) if l.startswith("# ") else l for l in body]
-    lines += body + ["", "Plot: `metaoptimize_mlp.png` (written by `benchmarks/metaoptimize_mlp.py`)."
+    lines += body + ["", "Plot: `metaoptimize_mlp.png` (this part alone: `metaoptimize_mlp.md`)."
                      if not lt["quick"] else "(quick run: no plot)", ""]
   return "\n".join(lines) + "\n"
 
 
-def _plots(lt: dict, out_dir: pathlib.Path) -> list[str]:
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-
-  paths = []
+def _plots(lt: dict, out) -> None:
+  plt = common.pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.2))
   for name, r in lt["results"].items():
     xs = np.arange(len(r["curve"])) * EVAL_EVERY
@@ -326,10 +447,7 @@ def _plots(lt: dict, out_dir: pathlib.Path) -> list[str]:
   ax.set_title("Tiny transformer LM on an order-2 Markov chain")
   ax.legend(fontsize=8)
   fig.tight_layout()
-  p = out_dir / "layerwise_loss.png"
-  fig.savefig(p, dpi=110)
-  plt.close(fig)
-  paths.append(str(p))
+  common.savefig(fig, "layerwise_loss.png", out)
 
   rates = lt["results"]["lanton"]["rates"]
   if rates:
@@ -345,32 +463,55 @@ def _plots(lt: dict, out_dir: pathlib.Path) -> list[str]:
     ax.set_title("LANTON per-layer rates (hidden: solid, embedding/head: dashed)")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    p = out_dir / "layerwise_rates.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(str(p))
-  return paths
+    common.savefig(fig, "layerwise_rates.png", out)
+
+
+def _mo_plot(mo: dict, out) -> None:
+  plt = common.pyplot()
+  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+  for name, c in mo["curves"].items():
+    ax1.plot(c["step"], c["loss"], label=name, ls="-" if c["lr"] is not None else "--")
+    if c["lr"] is not None:
+      ax2.plot(c["step"], c["lr"], label=name)
+  ax1.set_yscale("log")
+  ax1.set_xlabel("step")
+  ax1.set_ylabel("full-batch loss (seed 0)")
+  ax1.legend(fontsize=7)
+  ax2.axhline(mo["tuned_lr"], color="k", ls=":", label=f"tuned Adam lr {mo['tuned_lr']:g}")
+  ax2.axhline(mo["small"], color="gray", ls=":", label=f"10x too small {mo['small']:g}")
+  ax2.set_yscale("log")
+  ax2.set_xlabel("step")
+  ax2.set_ylabel("learned step size exp(log_learning_rate)")
+  ax2.legend(fontsize=7)
+  fig.suptitle("MetaOptimize(scale_by_adam, Lion meta) vs optax.adam, Flax MLP")
+  fig.tight_layout()
+  common.savefig(fig, "metaoptimize_mlp.png", out)
 
 
 def main(argv=None) -> None:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--quick", action="store_true", help="smoke run; prints, writes no files")
-  ap.add_argument("--out", default=str(RESULTS), help="directory for the table and plots")
+  ap.add_argument("--only", choices=("lanton", "metaoptimize"), help="run one part only")
+  common.add_out_argument(ap)
   args = ap.parse_args(argv)
   t0 = time.time()
-  lt = run_lanton(args.quick)
-  print(f"LANTON part: {lt['seconds']:.1f} s", flush=True)
-  mo = run_metaoptimize(args.quick)
-  table = _table(lt, mo, machine_name())
+  lt = mo = None
+  if args.only != "metaoptimize":
+    lt = run_lanton(args.quick)
+    print(f"LANTON part: {lt['seconds']:.1f} s", flush=True)
+  if args.only != "lanton":
+    mo = run_metaoptimize(args.quick)
+    print(f"MetaOptimize part: {mo['seconds']:.1f} s", flush=True)
+  table = mo["table"] if lt is None else _table(lt, mo, common.machine_name())
   print(table)
-  if args.quick:  # smoke run: prints, writes nothing
-    print(f"({time.time() - t0:.1f} s)")
-    return
-  out_dir = pathlib.Path(args.out)
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / "layerwise.md").write_text(table)
-  paths = _plots(lt, out_dir)
-  print(f"wrote {out_dir / 'layerwise.md'} {paths} ({time.time() - t0:.1f} s)")
+  if not args.quick:  # a smoke run prints and writes nothing
+    if lt is not None:
+      common.write("layerwise.md", table, args.out)
+      _plots(lt, args.out)
+    if mo is not None:
+      common.write("metaoptimize_mlp.md", mo["table"], args.out)
+      _mo_plot(mo, args.out)
+  print(f"({time.time() - t0:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -8,28 +8,25 @@ Writes ``benchmarks/results/memory.md`` and ``memory.png``.
 
     python benchmarks/memory.py            # 10M parameters
     python benchmarks/memory.py --quick    # 1M parameters
+
+The optax optimizers measured beside the zoo are ``OPTAX``, at their defaults too (their
+learning rate does not change the state).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
-import pathlib
-import sys
 
+import common
 import jax
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import optzoo
+from optzoo import objectives, registry
 
-from optzoo import objectives, registry, testing  # noqa: E402
-from step_time import machine_name  # noqa: E402
-
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-
-#: optax baselines measured beside the zoo.
-BASELINES = {
+#: optax optimizers measured beside the zoo.
+OPTAX = {
     "optax.adam": lambda: optax.adam(1e-3),
     "optax.lion": lambda: optax.lion(1e-3),
     "optax.adafactor": lambda: optax.adafactor(1e-3),
@@ -51,10 +48,10 @@ def measure(n_params: int) -> list[dict]:
   n = sum(int(p.size) for p in jax.tree.leaves(params))
   rows = []
   subjects = [(e.name, e.family, lambda e=e: at_defaults(e)) for e in registry.ENTRIES]
-  subjects += [(name, "optax baseline", make) for name, make in BASELINES.items()]
+  subjects += [(name, "optax baseline", make) for name, make in OPTAX.items()]
   for name, family, make in subjects:
     try:
-      bpp = testing.bytes_per_param(make(), params)
+      bpp = optzoo.bytes_per_param(make(), params)
       err = ""
     except Exception as e:  # noqa: BLE001 - reported in the table, the others still run
       bpp, err = float("nan"), f"{type(e).__name__}: {e}"
@@ -64,12 +61,12 @@ def measure(n_params: int) -> list[dict]:
   return rows, n
 
 
-def write(rows: list[dict], n: int, out_dir: pathlib.Path) -> None:
+def write(rows: list[dict], n: int, out) -> None:
   adam = next(r["bpp"] for r in rows if r["name"] == "optax.adam")
   lines = [
       "# Optimizer state memory",
       "",
-      f"Machine: {machine_name()}. Pytree: {n:,} float32 parameters "
+      f"Machine: {common.machine_name()}. Pytree: {n:,} float32 parameters "
       "(`objectives.synthetic_params`, MLP-shaped), state measured with "
       "`jax.eval_shape(tx.init, params)` and `optzoo.state_bytes`.",
       "Each optimizer at its defaults (only required arguments passed, from the registry).",
@@ -84,14 +81,9 @@ def write(rows: list[dict], n: int, out_dir: pathlib.Path) -> None:
       continue
     lines.append(f"| {r['name']} | {r['family']} | {r['bpp']:.3f} | {r['bpp'] / adam:.3f} | "
                  f"{r['mib']:.1f} |")
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / "memory.md").write_text("\n".join(lines) + "\n")
+  common.write("memory.md", "\n".join(lines) + "\n", out)
 
-  import matplotlib  # noqa: PLC0415
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-
+  plt = common.pyplot()
   ok = sorted([r for r in rows if not r["error"]], key=lambda r: r["bpp"])
   fig, ax = plt.subplots(figsize=(8, 0.35 * len(ok) + 1.5))
   colors = ["tab:gray" if r["family"] == "optax baseline" else
@@ -103,19 +95,17 @@ def write(rows: list[dict], n: int, out_dir: pathlib.Path) -> None:
   ax.set_title(f"State memory, {n / 1e6:.0f}M float32 params (gray: optax)", fontsize=10)
   ax.set_xlim(0, max(r["bpp"] for r in ok) * 1.15)
   fig.tight_layout()
-  fig.savefig(out_dir / "memory.png", dpi=110)
-  plt.close(fig)
+  common.savefig(fig, "memory.png", out)
 
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--params", type=float, default=1e7, help="parameters of the pytree (10M)")
   ap.add_argument("--quick", action="store_true", help="1M parameters")
-  ap.add_argument("--out-dir", default=str(RESULTS))
+  common.add_out_argument(ap)
   args = ap.parse_args(argv)
   rows, n = measure(int(1e6 if args.quick else args.params))
-  write(rows, n, pathlib.Path(args.out_dir))
-  print(f"wrote {args.out_dir}/memory.md and memory.png")
+  write(rows, n, args.out)
   return rows
 
 

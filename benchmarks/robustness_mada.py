@@ -22,23 +22,16 @@ the grid of the final train loss and of the validation loss; heatmaps of the fin
 from __future__ import annotations
 
 import argparse
-import pathlib
-import sys
 import time
 
+import common
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-import optzoo  # noqa: E402
-from optzoo import objectives  # noqa: E402
-from step_time import machine_name  # noqa: E402
-
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+import optzoo
+from optzoo import objectives
 
 # The reference Shakespeare grid's hyper-optimizer: the same hyper-LR for every coefficient
 # and heavy-ball momentum 0.5 (spec section 3; gamma's hyper-LR is kept too, as in MADA's GPT-2 runs).
@@ -179,7 +172,7 @@ def main(argv=None):
   ap.add_argument("--quick", action="store_true", help="2 x 2 grid and fewer steps")
   ap.add_argument("--steps", type=int, default=None, help="training steps (default 600; quick 100)")
   ap.add_argument("--tasks", nargs="*", default=list(TASKS))
-  ap.add_argument("--out", default=str(RESULTS / "robustness_mada"))
+  common.add_out_argument(ap)
   args = ap.parse_args(argv)
   b1s, b2s = GRIDS["quick" if args.quick else "default"]
   steps = args.steps or (100 if args.quick else 600)
@@ -197,7 +190,7 @@ def main(argv=None):
   lines = [
       "# MADA robustness to the initial (b1, b2), in miniature",
       "",
-      f"Machine: {machine_name()}. Grid: b1 in {list(b1s)}, b2 in {list(b2s)} "
+      f"Machine: {common.machine_name()}. Grid: b1 in {list(b1s)}, b2 in {list(b2s)} "
       f"({len(b1s) * len(b2s)} runs per optimizer and task), {steps} steps, cosine learning-rate "
       "decay to 0.1x. HyperAdam and MADA start at the grid point (MADA at the Adam corner for "
       f"the other four coefficients) with hyper-LR {HYPER['hyper_lr']} and hyper-momentum "
@@ -212,15 +205,10 @@ def main(argv=None):
   for (task_name, opt), (tr, va, co) in results.items():
     mean_c = ", ".join(f"{x:.3f}" for x in np.mean(co, axis=0))
     lines.append(f"| {task_name} | {opt} | {summarize(tr)} | {summarize(va)} | {mean_c} |")
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.with_suffix(".md").write_text("\n".join(lines) + "\n")
   print("\n".join(lines))
+  common.write("robustness_mada.md", "\n".join(lines) + "\n", args.out)
 
-  import matplotlib  # noqa: PLC0415
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-
+  plt = common.pyplot()
   tasks = list(args.tasks)
   fig, axes = plt.subplots(len(tasks), len(OPTIMIZERS), figsize=(4 * len(OPTIMIZERS), 3.4 * len(tasks)),
                            squeeze=False)
@@ -242,9 +230,8 @@ def main(argv=None):
       for (a, b), v in np.ndenumerate(results[task_name, opt][0]):
         ax.text(b, a, f"{v:.3g}", ha="center", va="center", color="w", fontsize=7)
     fig.colorbar(im, ax=axes[i].tolist(), shrink=0.8, label="log10 final train loss")
-  fig.suptitle(f"Final train loss over initial (b1, b2) - {machine_name()}", fontsize=8)
-  fig.savefig(out.with_suffix(".png"), dpi=110, bbox_inches="tight")
-  print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+  fig.suptitle(f"Final train loss over initial (b1, b2) - {common.machine_name()}", fontsize=8)
+  common.savefig(fig, "robustness_mada.png", args.out, bbox_inches="tight")
   return results
 
 

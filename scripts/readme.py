@@ -5,7 +5,7 @@
 
 The registry table sits between `<!-- registry-table:start -->` and `<!-- registry-table:end -->`;
 measured results are copied from benchmarks/results/*.md between `<!-- results:start -->` and
-`<!-- results:end -->` (never typed by hand).
+`<!-- results:end -->` (never typed by hand). It imports optzoo as installed (`pip install -e .`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 README = ROOT / "README.md"
 
 

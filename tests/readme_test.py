@@ -2,12 +2,10 @@
 
 import pathlib
 import re
-import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
+sys.path.insert(0, str(ROOT / "scripts"))  # the tests import the script as a module
 import readme  # noqa: E402
 
 
