@@ -39,6 +39,8 @@ check over every registry entry. The checks (names in :data:`CHECKS`):
 15. ``masked``: inside ``optax.masked`` with a frozen leaf, the frozen leaf stays put and the
     others train as the optimizer on them alone (``obj_fn`` via ``optzoo.frozen_objective``).
 16. ``partition``: the same inside ``optax.partition`` with a ``set_to_zero`` partition.
+17. ``models``: 50 jitted steps on each ``flax.nnx`` model of ``optzoo.models`` give finite
+    params and a lower loss.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optzoo import objectives, training
+from optzoo import models, objectives, training
 from optzoo._src import masking
 
 __all__ = [
@@ -287,6 +289,21 @@ def check_chain_clip(s: Subject) -> None:
     params = optax.apply_updates(params, u_c)
 
 
+def check_models(s: Subject) -> None:
+  """17. on every ``flax.nnx`` model of ``optzoo.models`` (MLP, CNN, transformer untied and
+  tied, scanned stack), 50 jitted full-batch steps give finite updates and a lower loss."""
+  failures = []
+  for name in models.MODEL_SUITE:
+    prob = models.get(name)
+    params = prob.init()
+    final, losses = training.optimize(s.make(), prob.loss, params, 50, s.extra_args)
+    finite = all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(final))
+    if not finite or not float(losses[-1]) < float(losses[0]):
+      failures.append(f"{name}: loss {float(losses[0]):.4g} -> {float(losses[-1]):.4g}, "
+                      f"finite params: {finite}")
+  assert not failures, "; ".join(failures)
+
+
 def _frozen_run(tx, params, loss, extra_args, steps):
   """``steps`` jitted steps of ``tx`` whose ``obj_fn`` (if any) is a frozen objective, as a user
   passes it to an optimizer inside optax.masked / optax.partition."""
@@ -508,6 +525,7 @@ CHECKS: Mapping[str, Callable[[Subject], None]] = {
     "donation": check_donation,
     "masked": check_masked,
     "partition": check_partition,
+    "models": check_models,
 }
 
 
