@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -155,24 +156,46 @@ def _run(tx, params, loss, extra_args, steps, state=None):
   return params, state, updates_seq
 
 
+def _inexact_leaves(tree):
+  """Float (and complex) leaves as float64 (complex128) numpy arrays; None elsewhere."""
+  def f(x):
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+      return None
+    return np.asarray(x, np.complex128 if jnp.issubdtype(dtype, jnp.complexfloating) else np.float64)
+
+  return jax.tree.map(f, tree)
+
+
+def _exact_leaves(tree):
+  """Integer, bool and PRNG-key leaves as they are; None in place of float leaves."""
+  return jax.tree.map(lambda x: None if jnp.issubdtype(jnp.result_type(x), jnp.inexact) else x,
+                      tree)
+
+
 def _assert_trees_close(a, b, rtol, atol, what):
-  la, ta = jax.tree.flatten(a)
-  lb, tb = jax.tree.flatten(b)
-  assert ta == tb, f"{what}: tree structures differ:\n  {ta}\n  {tb}"
-  for i, (x, y) in enumerate(zip(la, lb)):
-    x = np.asarray(x)
-    y = np.asarray(y)
-    assert x.shape == y.shape, f"{what}: leaf {i} shapes {x.shape} vs {y.shape}"
-    if x.dtype.kind in "fc" or str(x.dtype) == "bfloat16":
-      np.testing.assert_allclose(
-          x.astype(np.float64), y.astype(np.float64), rtol=rtol, atol=atol,
-          err_msg=f"{what}: leaf {i} differs")
-    else:
-      np.testing.assert_array_equal(x, y, err_msg=f"{what}: leaf {i} differs")
+  """Same structure and leaf shapes; float leaves within ``rtol``/``atol`` (compared in
+  float64, so bfloat16 and float32 leaves get the same tolerances); every other leaf (ints,
+  bools, PRNG keys) exactly equal. The ``AssertionError`` starts with ``what`` and names the
+  leaf's path."""
+  try:
+    chex.assert_trees_all_equal_structs(a, b)
+    chex.assert_trees_all_equal_shapes(a, b)
+    chex.assert_trees_all_close(_inexact_leaves(a), _inexact_leaves(b), rtol=rtol, atol=atol)
+    chex.assert_trees_all_equal(_exact_leaves(a), _exact_leaves(b))
+  except AssertionError as e:
+    raise AssertionError(f"{what}: {e}") from None
 
 
 def _assert_trees_equal(a, b, what):
-  _assert_trees_close(a, b, 0.0, 0.0, what)
+  """Same structure and leaf shapes, every leaf exactly equal (NaN equals NaN, as in
+  ``np.testing.assert_array_equal``)."""
+  try:
+    chex.assert_trees_all_equal_structs(a, b)
+    chex.assert_trees_all_equal_shapes(a, b)
+    chex.assert_trees_all_equal(a, b)
+  except AssertionError as e:
+    raise AssertionError(f"{what}: {e}") from None
 
 
 def _signature(tree):
