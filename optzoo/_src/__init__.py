@@ -1,0 +1,1 @@
+"""Private implementation modules of optzoo (one per paper) and their shared helpers."""
