@@ -8,7 +8,7 @@ schedules for both evaluated at the step count before the update (DESIGN.md, Con
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import optax
 
@@ -33,3 +33,34 @@ def decoupled_alias(
       optax.add_decayed_weights(weight_decay, mask),
       optax.scale_by_learning_rate(learning_rate),
   )
+
+
+def static_args(*names: str):
+  """Declares the arguments of an optimizer factory that fix shapes or Python control flow, so
+  that ``optax.inject_hyperparams`` must keep them static (read by :func:`inject_hyperparams`
+  and the registry). Used as a decorator: ``@static_args("num_grads", "mask")``."""
+
+  def mark(factory):
+    factory.static_args = tuple(names)
+    return factory
+
+  return mark
+
+
+def inject_hyperparams(factory, static_args: Sequence[str] = (), hyperparam_dtype: Any = None):
+  """``optax.inject_hyperparams`` with the factory's shape-fixing arguments kept static.
+
+  ``optzoo.inject_hyperparams(optzoo.microadam)(learning_rate=1e-3)`` works where
+  ``optax.inject_hyperparams(optzoo.microadam)(learning_rate=1e-3)`` fails (it would trace
+  ``num_grads``, which fixes the window's shape). Every optzoo factory lists those arguments in
+  its ``static_args`` attribute; ``static_args`` here adds more. Any other factory (e.g.
+  ``optax.adam``) works too.
+
+  >>> import jax.numpy as jnp, optzoo
+  >>> tx = optzoo.inject_hyperparams(optzoo.microadam)(learning_rate=1e-3)
+  >>> state = tx.init({"w": jnp.zeros(4)})
+  >>> float(state.hyperparams["learning_rate"])
+  0.001
+  """
+  names = tuple(getattr(factory, "static_args", ())) + tuple(static_args)
+  return optax.inject_hyperparams(factory, static_args=names, hyperparam_dtype=hyperparam_dtype)

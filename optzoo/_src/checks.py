@@ -74,7 +74,13 @@ def check_beta(name: str, value: Any) -> None:
 def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
   """Static integer arguments (shapes, counts): must be a Python int in range."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise TypeError(f"{name} must be a Python int (it fixes a static shape), got {value!r}.")
+    hint = ""
+    if isinstance(value, jax.core.Tracer) or hasattr(value, "shape"):
+      hint = (" It arrived as an array, as optax.inject_hyperparams makes of every numeric "
+              "argument: use optzoo.inject_hyperparams(factory), which keeps the shape-fixing "
+              "arguments static, or pass static_args=factory.static_args.")
+    raise TypeError(
+        f"{name} must be a Python int (it fixes a static shape), got {value!r}.{hint}")
   check_range(name, int(value), low, high)
   return int(value)
 
