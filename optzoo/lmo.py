@@ -20,9 +20,12 @@ convention (the transform outputs an ascent-like direction that
 >>> float(lmo.l1_norm(jnp.array([1.0, -2.0])))
 3.0
 
-Reference: K. Jordan et al., Muon (2024, github.com/KellerJordan/Muon) for the quintic
-Newton-Schulz coefficients; Pethick et al., Training Deep Learning Models with Norm-Constrained
-LMOs (Scion, arXiv 2502.07529) for the LMO view.
+References:
+  Jordan et al., `Muon: An optimizer for hidden layers in neural networks
+  <https://github.com/KellerJordan/Muon>`_, 2024 (the quintic Newton-Schulz coefficients)
+
+  Pethick et al., `Training Deep Learning Models with Norm-Constrained LMOs
+  <https://arxiv.org/abs/2502.07529>`_, 2025 (the LMO view)
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "l1_norm",
     "l2_norm",
     "newton_schulz",
+    "newton_schulz_many",
     "nuclear_norm",
     "nuclear_norm_fro_bound",
     "nuclear_norm_gram",
@@ -107,6 +111,68 @@ def newton_schulz(
   return x.astype(out_dtype)
 
 
+def newton_schulz_many(
+    xs: Sequence[jax.Array],
+    steps: int = 5,
+    coeffs: Sequence[float] = NS_COEFFS,
+    eps: float = 1e-7,
+    dtype: Any = jnp.float32,
+) -> list[jax.Array]:
+  r""":func:`newton_schulz` of many arrays at once: one batched call per matrix shape.
+
+  Each ``x`` of shape ``(..., m, n)`` becomes a stack of ``(m, n)`` matrices, turned wide (a
+  tall stack is transposed, so ``(m, n)`` and ``(n, m)`` matrices share a call); the stacks of
+  one oriented shape (and compute dtype) are concatenated, orthogonalized by one
+  :func:`newton_schulz` call, and split back. A model with many layers of few distinct shapes
+  thus costs one call per shape instead of one per leaf. Every result is
+  ``newton_schulz(x, steps, coeffs, eps, dtype)`` up to float rounding (a batched matrix
+  product may round differently from a single one).
+
+  Args:
+    xs: arrays of rank >= 2, any mix of shapes.
+    steps: Newton-Schulz iterations (static). Default 5.
+    coeffs: the quintic's ``(a, b, c)``. Default ``(3.4445, -4.7750, 2.0315)``.
+    eps: added to the Frobenius norm before normalizing. Default 1e-7.
+    dtype: compute dtype. Default float32; ``None`` computes in each input's dtype.
+
+  Returns:
+    A list with one array per input, of the input's shape and in the compute dtype (``dtype``,
+    or the input's dtype when ``dtype`` is None).
+
+  >>> import jax.numpy as jnp
+  >>> from optzoo import lmo
+  >>> xs = [jnp.ones((3, 4)), jnp.ones((2, 4, 3)), jnp.ones((5, 6))]  # 2 calls: (3, 4), (5, 6)
+  >>> [o.shape for o in lmo.newton_schulz_many(xs)]
+  [(3, 4), (2, 4, 3), (5, 6)]
+  """
+  prepared, buckets = [], {}
+  for i, x in enumerate(xs):
+    if x.ndim < 2:
+      raise ValueError(f"newton_schulz_many needs arrays of rank >= 2, got shape {x.shape}.")
+    lead = x.shape[:-2]
+    x3 = x.reshape((-1,) + x.shape[-2:])
+    if dtype is not None:
+      x3 = x3.astype(dtype)
+    t = x3.shape[1] > x3.shape[2]
+    if t:
+      x3 = jnp.swapaxes(x3, 1, 2)
+    prepared.append((lead, t, x3.shape[0]))
+    buckets.setdefault((x3.shape[1:], x3.dtype), []).append((i, x3))
+  out: list[Any] = [None] * len(xs)
+  for items in buckets.values():
+    stack = jnp.concatenate([x3 for _, x3 in items]) if len(items) > 1 else items[0][1]
+    res = newton_schulz(stack, steps, coeffs, eps, None)
+    start = 0
+    for i, _ in items:
+      lead, t, nb = prepared[i]
+      r = res[start:start + nb]
+      start += nb
+      if t:
+        r = jnp.swapaxes(r, 1, 2)
+      out[i] = r.reshape(lead + r.shape[1:])
+  return out
+
+
 def sign(x: jax.Array) -> jax.Array:
   """Entrywise sign (``sign(0) = 0``), in ``x``'s dtype."""
   return jnp.sign(x)
@@ -163,7 +229,7 @@ def nuclear_norm_ns(x: jax.Array, steps: int = 5, coeffs: Sequence[float] = NS_C
   r"""Nuclear norm estimated by one Newton-Schulz pass: ``sum(X * NS(X))`` per slice.
 
   Since ``NS(X) = U S' V^T``, the estimate is ``sum_i sigma_i s'_i`` with ``s'_i`` in about
-  [0.68, 1.14]; on Gaussian inputs it reads 0.85-0.94 of the true value (spec section 2.2).
+  [0.68, 1.14]; on Gaussian inputs it reads 0.85-0.94 of the true value.
   """
   x = _f32(x)
   return jnp.sum(x * newton_schulz(x, steps, coeffs, eps, dtype).astype(x.dtype), axis=(-2, -1))

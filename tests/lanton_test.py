@@ -1,4 +1,4 @@
-"""Tests of optzoo.lanton: reductions, rate properties, plumbing and every reconstructed option."""
+"""Tests of LANTON and noise_adaptive_layerwise: reductions, rate properties, plumbing, options."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_zero_noise_matches_optax_contrib_muon_on_hidden_matrices():
 def test_equal_noise_across_a_group_gives_rate_one():
   h = [jnp.asarray(2.5), jnp.full((3,), 2.5)]
   for norm in ("min", "mean", "max"):
-    for r in layer_rates(h, ["g", "g"], norm):
+    for r in layer_rates(h, ["g", "g"], normalize=norm):
       np.testing.assert_array_equal(r, 1.0)
 
 
@@ -232,7 +232,7 @@ def test_bfloat16_params_and_mu_dtype():
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(u))
     params = optax.apply_updates(params, u)
   core_state = state.inner_states["lanton"].inner_state[0]  # 'mu' is also AdamW's field name
-  assert core_state.mu["block"]["q"].dtype == jnp.bfloat16 and core_state.prev["wte"].dtype == jnp.bfloat16
+  assert core_state.mu["block"]["q"].dtype == jnp.bfloat16 and core_state.prev_grad["wte"].dtype == jnp.bfloat16
   assert optax.tree.get(state, "noise")["block"]["q"].dtype == jnp.float32
   f32 = lanton(1e-2, mu_dtype=jnp.bfloat16).init(_params())
   assert f32.inner_states["lanton"].inner_state[0].mu["block"]["mlp"].dtype == jnp.bfloat16
@@ -262,18 +262,19 @@ def test_warmup_keeps_rates_at_one_then_releases_them():
 def test_layer_rate_formulas_for_every_normalisation_and_the_clip():
   h = [jnp.asarray(1.0), jnp.asarray(4.0), jnp.asarray(1e4), jnp.asarray(9.0)]
   groups = ["a", "a", "a", "b"]
-  r = layer_rates(h, groups, "min", r_min=0.05, rate_eps=0.0)
+  r = layer_rates(h, groups, normalize="min", r_min=0.05, rate_eps=0.0)
   np.testing.assert_allclose([float(x) for x in r], [1.0, 0.5, 0.05, 1.0], rtol=1e-6)
   mean = (1 + 4 + 1e4) / 3
-  r = layer_rates(h, groups, "mean", r_min=0.01, r_max=100.0, rate_eps=0.0)
+  r = layer_rates(h, groups, normalize="mean", r_min=0.01, r_max=100.0, rate_eps=0.0)
   np.testing.assert_allclose([float(x) for x in r[:3]],
                              [math.sqrt(mean), math.sqrt(mean / 4), math.sqrt(mean / 1e4)], rtol=1e-5)
-  r = layer_rates(h, groups, "max", r_min=0.01, r_max=20.0, rate_eps=0.0)
+  r = layer_rates(h, groups, normalize="max", r_min=0.01, r_max=20.0, rate_eps=0.0)
   np.testing.assert_allclose([float(x) for x in r[:3]], [20.0, 20.0, 1.0], rtol=1e-6)
-  r = layer_rates(h, groups, "none", r_min=0.001, r_max=10.0)
+  r = layer_rates(h, groups, normalize="none", r_min=0.001, r_max=10.0)
   np.testing.assert_allclose([float(x) for x in r], [1.0, 0.5, 0.01, 1 / 3], rtol=1e-5)
   # rate_eps is relative: it bounds the ratio by ~1/sqrt(eps) when the quietest layer is 0
-  r = layer_rates([jnp.asarray(0.0), jnp.asarray(1.0)], ["a", "a"], "min", r_min=1e-9, rate_eps=1e-2)
+  r = layer_rates([jnp.asarray(0.0), jnp.asarray(1.0)], ["a", "a"], normalize="min", r_min=1e-9,
+                  rate_eps=1e-2)
   assert float(r[1]) < 1e-10 + 1e-6
 
 
@@ -298,7 +299,7 @@ def test_noise_estimators_prev_grad_momentum_and_split():
                              ((1 - b2) * b2 + (1 - b2)) * dn(d) ** 2, rtol=1e-5)
   with pytest.raises(ValueError, match="noise_grads"):
     noise_after("split")
-  assert scale_by_lanton(noise_estimator="momentum").init({"w": w}).prev is None
+  assert scale_by_lanton(noise_estimator="momentum").init({"w": w}).prev_grad is None
 
 
 @pytest.mark.parametrize("name,scale", [("rms_match", 0.2 * math.sqrt(9)), ("spectral", math.sqrt(9 / 5)),
@@ -413,7 +414,7 @@ def test_labels_as_pytree_and_callable_and_validation():
 
 # ----------------------------------------------------------------------------- convergence
 def test_noisy_layers_reach_a_lower_loss_than_the_uniform_rate():
-  """Spec 7(a): K layers with noise stds 1x..30x at one base lr, large enough that the uniform
+  """K layers with noise stds 1x..30x at one base lr, large enough that the uniform
   run sits on its noise floor: LANTON's smaller rates on the noisy layers give a lower loss."""
   rng = np.random.default_rng(12)
   targets = {f"l{k}": jnp.asarray(rng.normal(size=(6, 8)), jnp.float32) for k in range(4)}
@@ -455,7 +456,7 @@ def test_wrapper_with_zero_noise_equals_the_inner_optimizer_bit_for_bit():
   params = _params()
   c = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size, dtype=jnp.float32).reshape(p.shape)), params)
   for inner_fn in (lambda: optax.lion(1e-3), lambda: optax.sgd(0.1), lambda: optax.adam(1e-2)):
-    wrapped = noise_adaptive_layerwise(inner_fn(), "l1", warmup_steps=0)
+    wrapped = noise_adaptive_layerwise(inner_fn(), dual_norm="l1", warmup_steps=0)
     inner = inner_fn()
     sw, si = wrapped.init(params), inner.init(params)
     for _ in range(3):
@@ -469,7 +470,7 @@ def test_wrapper_with_zero_noise_equals_the_inner_optimizer_bit_for_bit():
 def test_wrapper_lowers_the_rate_of_the_noisy_layer(dual, seed):
   params = _three_layers()
   stds = {"l0": 0.05, "l1": 0.05, "l2": 2.0}
-  tx = noise_adaptive_layerwise(optax.lion(1e-3, weight_decay=0.0), dual, warmup_steps=0)
+  tx = noise_adaptive_layerwise(optax.lion(1e-3, weight_decay=0.0), dual_norm=dual, warmup_steps=0)
   _, s, ups = _run(tx, params, lambda p, t: _noisy_grads(p, jax.random.PRNGKey(seed + t), stds), 12)
   r = s.rates
   assert float(r["l2"]) < 0.5 and max(float(v) for v in r.values()) == 1.0
@@ -479,7 +480,7 @@ def test_wrapper_lowers_the_rate_of_the_noisy_layer(dual, seed):
 
 def test_wrapper_stacks_callable_dual_and_split():
   stack = jnp.ones((3, 4, 5))
-  tx = noise_adaptive_layerwise(optax.sgd(0.1), lambda x: jnp.sum(x**2, axis=(-2, -1)),
+  tx = noise_adaptive_layerwise(optax.sgd(0.1), dual_norm=lambda x: jnp.sum(x**2, axis=(-2, -1)),
                                 noise_estimator="split", warmup_steps=0)
   s = tx.init({"w": stack})
   assert s.noise["w"].shape == (3,)
@@ -490,6 +491,40 @@ def test_wrapper_stacks_callable_dual_and_split():
   np.testing.assert_allclose(u["w"][:, 0, 0], -0.1 * np.array([1.0, 0.25, 0.0625]), rtol=1e-5)
   with pytest.raises(ValueError, match="noise_grads"):
     tx.update({"w": stack}, s, {"w": stack})
+
+
+def test_lanton_and_the_wrapper_share_the_rate_machinery():
+  """All leaves in one sign group: scale_by_lanton's noise EMAs and rates are the wrapper's with
+  the l1 dual norm, bit for bit, for every estimator, normalisation and refresh period."""
+  params = _three_layers()
+  stds = {"l0": 0.1, "l1": 0.5, "l2": 2.0}
+  kw = dict(b2=0.9, r_min=0.1, warmup_steps=2)
+  for extra in ({}, {"normalize": "mean", "r_max": 3.0}, {"noise_every": 2},
+                {"noise_estimator": "split"}):
+    ours = scale_by_lanton(labels="embed_head", **kw, **extra)
+    theirs = noise_adaptive_layerwise(optax.sgd(0.1), dual_norm="l1", **kw, **extra)
+    so, st = ours.init(params), theirs.init(params)
+    assert (so.prev_grad is None) == (st.prev_grad is None)
+    for t in range(6):
+      g = _noisy_grads(params, jax.random.PRNGKey(t), stds)
+      nd = {"noise_grads": _noisy_grads(params, jax.random.PRNGKey(100 + t), stds)}
+      _, so = ours.update(g, so, params, **nd)
+      _, st = theirs.update(g, st, params, **nd)
+      for field in ("noise", "rates"):
+        for a, b in zip(jax.tree.leaves(getattr(so, field)), jax.tree.leaves(getattr(st, field))):
+          np.testing.assert_array_equal(a, b)
+    assert float(jnp.min(jnp.stack(jax.tree.leaves(so.rates)))) < 1.0
+
+
+def test_mode_arguments_are_keyword_only():
+  with pytest.raises(TypeError):
+    scale_by_lanton(0.9, 0.99, 5, "momentum")  # pylint: disable=too-many-function-args
+  with pytest.raises(TypeError):
+    lanton(1e-2, 0.9, 0.99, 5, 0.1, "momentum")  # pylint: disable=too-many-function-args
+  with pytest.raises(TypeError):
+    noise_adaptive_layerwise(optax.sgd(0.1), "l2")  # pylint: disable=too-many-function-args
+  with pytest.raises(TypeError):
+    layer_rates([jnp.ones(())], ["g"], "mean")  # pylint: disable=too-many-function-args
 
 
 def test_public_exports():

@@ -1,4 +1,4 @@
-"""Tests of optzoo.lmo: Newton-Schulz band and symmetry, LMO optimality, dual norms (spec section 6)."""
+"""Tests of optzoo.lmo: Newton-Schulz band and symmetry, batched Newton-Schulz, LMO optimality, dual norms."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_ns5_singular_values_in_band_on_rectangular_inputs(m, ratio, tall, seed)
 
 
 @pytest.mark.parametrize("shape", [(64, 256), (256, 64), (512, 1408)])
-def test_ns5_band_on_the_spec_shapes(shape):
+def test_ns5_band_on_rectangular_gaussians(shape):
   s = np.linalg.svd(np.asarray(lmo.newton_schulz(_gauss(shape, 0))), compute_uv=False)
   assert 0.68 <= s.min() and s.max() <= 1.14 and s.max() <= 1.21
 
@@ -54,6 +54,25 @@ def test_ns_is_batched_over_leading_axes():
   for i in range(2):
     for j in range(3):
       np.testing.assert_allclose(out[i, j], lmo.newton_schulz(g[i, j]), rtol=1e-5, atol=1e-6)
+
+
+def test_newton_schulz_many_matches_one_call_per_array():
+  xs = [_gauss((6, 10), 10), _gauss((3, 10, 6), 11), _gauss((6, 10), 12), _gauss((4, 4), 13),
+        _gauss((2, 2, 5, 7), 14)]
+  outs = lmo.newton_schulz_many(xs)
+  assert [o.shape for o in outs] == [x.shape for x in xs]
+  for x, o in zip(xs, outs):
+    assert o.dtype == jnp.float32
+    np.testing.assert_allclose(o, lmo.newton_schulz(x), rtol=1e-5, atol=1e-6)
+  # compute dtype: the given one, or each input's with None
+  bf = lmo.newton_schulz_many([xs[0], xs[1].astype(jnp.bfloat16)], dtype=jnp.bfloat16)
+  assert [o.dtype for o in bf] == [jnp.bfloat16, jnp.bfloat16]
+  own = lmo.newton_schulz_many([xs[0], xs[2].astype(jnp.bfloat16)], dtype=None)
+  assert [o.dtype for o in own] == [jnp.float32, jnp.bfloat16]
+  np.testing.assert_array_equal(own[0], lmo.newton_schulz(xs[0], dtype=None))
+  assert lmo.newton_schulz_many([]) == []
+  with pytest.raises(ValueError, match="rank"):
+    lmo.newton_schulz_many([jnp.ones(3)])
 
 
 def test_ns_bfloat16_option_is_close_and_keeps_the_input_dtype():
@@ -88,7 +107,7 @@ def test_nuclear_norms_agree_with_numpy_and_bracket_each_other():
     x = _gauss(shape, seed)
     exact = np.linalg.svd(np.asarray(x, np.float64), compute_uv=False).sum(-1)
     np.testing.assert_allclose(lmo.nuclear_norm(x), exact, rtol=1e-5)
-    # the NS estimate reads low (0.8-0.95 of the truth on Gaussians; spec: 'about 15%')
+    # the NS estimate reads low (0.8-0.95 of the truth on Gaussians)
     np.testing.assert_allclose(lmo.nuclear_norm_ns(x), exact, rtol=0.2)
     assert np.all(np.asarray(lmo.nuclear_norm_gram(x)) <= exact * (1 + 1e-5))
     assert np.all(np.asarray(lmo.nuclear_norm_gram(x)) >= 0.8 * exact)
