@@ -7,7 +7,7 @@ float64 (the paper's reference code is float64; ``--dtype float32`` for accelera
 
 Methods (all with the same adaptive-M backtracking: M_0 = 2e-3, halve at each step, double
 until f(x + s) <= f(x) + model(s), at most 20 trials, reject otherwise):
-  * ``krylov m=10``: optzoo.krylov.minimize (Lanczos subspace from the gradient).
+  * ``krylov m=10``: optzoo.krylov_cubic_newton_minimize (Lanczos subspace from the gradient).
   * ``random coords m=10`` (SSCN, Hanzely et al. 2020) and ``random gaussian m=10``: the cubic
     model on a fresh random subspace each step (m coordinates without replacement / an
     orthonormalized Gaussian d x m matrix); the subspace Hessian costs m HVPs, as in Krylov.
@@ -74,10 +74,24 @@ def make_loss(cols, vals, y, l2, dtype):
 
 
 # ----------------------------------------------------------------------------- baselines
+def _backtracked_step(fun, x, f, theta, gamma, to_step, M_prev, max_bt, shrink, grow):
+  """x + to_step(y*) with M chosen by optzoo's backtracking (the Krylov optimizer's), or x
+  when no trial passes; no upper cap on M. Returns (x_next, M)."""
+  from optzoo import curvature  # noqa: PLC0415
+
+  def try_step(y):
+    s = to_step(y)
+    return s, fun(x + s)
+
+  out = curvature.backtrack_cubic_step(theta, gamma, f, M_prev, try_step, shrink=shrink,
+                                       grow=grow, max_backtracks=max_bt, min_M=1e-12,
+                                       max_M=jnp.inf)
+  return jnp.where(out.accepted, x + out.step, x), out.M
+
+
 def subspace_cubic_step(fun, basis_fn, k, max_bt=20, shrink=0.5, grow=2.0):
   """One cubic-Newton step on span(P) (P: k x d orthonormal rows from ``basis_fn(key, x)``),
-  with the same backtracking on M as optzoo.krylov. Subspace Hessian P H P^T by k HVPs."""
-  from optzoo.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
+  with the same backtracking on M as optzoo's Krylov step. Subspace Hessian P H P^T by k HVPs."""
 
   @jax.jit
   def step(x, M_prev, key):
@@ -89,19 +103,9 @@ def subspace_cubic_step(fun, basis_fn, k, max_bt=20, shrink=0.5, grow=2.0):
     B = 0.5 * (B + B.T)
     theta, Q = jnp.linalg.eigh(B)
     gamma = Q.T @ (P @ g)
-    iters = _default_secular_iters(x.dtype)
-
-    def body(c):
-      t, M, _, _, _ = c
-      y, _, model = _solve_eig(theta, gamma, M, iters)
-      s = P.T @ (Q @ y)
-      f_new = fun(x + s)
-      ok = jnp.isfinite(f_new) & (f_new <= f + model)
-      return t + 1, jnp.where(ok, M, M * grow), ok, s, f_new
-
-    init = (0, jnp.maximum(shrink * M_prev, 1e-12), False, jnp.zeros_like(x), f)
-    _, M, ok, s, _ = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < max_bt), body, init)
-    return jnp.where(ok, x + s, x), M, f, jnp.linalg.norm(g)
+    x_next, M = _backtracked_step(fun, x, f, theta, gamma, lambda y: P.T @ (Q @ y), M_prev,
+                                  max_bt, shrink, grow)
+    return x_next, M, f, jnp.linalg.norm(g)
 
   return step
 
@@ -125,7 +129,6 @@ def gaussian_basis(m):
 def full_cubic_step(fun, max_bt=20, shrink=0.5, grow=2.0):
   """Full cubic Newton: dense Hessian (jax.hessian: d HVPs), one eigh per step, same
   backtracking on M."""
-  from optzoo.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
 
   @jax.jit
   def step(x, M_prev, key):
@@ -133,19 +136,9 @@ def full_cubic_step(fun, max_bt=20, shrink=0.5, grow=2.0):
     f, g = jax.value_and_grad(fun)(x)
     theta, Q = jnp.linalg.eigh(jax.hessian(fun)(x))
     gamma = Q.T @ g
-    iters = _default_secular_iters(x.dtype)
-
-    def body(c):
-      t, M, _, _ = c
-      y, _, model = _solve_eig(theta, gamma, M, iters)
-      s = Q @ y
-      f_new = fun(x + s)
-      ok = jnp.isfinite(f_new) & (f_new <= f + model)
-      return t + 1, jnp.where(ok, M, M * grow), ok, s
-
-    init = (0, jnp.maximum(shrink * M_prev, 1e-12), False, jnp.zeros_like(x))
-    _, M, ok, s = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < max_bt), body, init)
-    return jnp.where(ok, x + s, x), M, f, jnp.linalg.norm(g)
+    x_next, M = _backtracked_step(fun, x, f, theta, gamma, lambda y: Q @ y, M_prev, max_bt,
+                                  shrink, grow)
+    return x_next, M, f, jnp.linalg.norm(g)
 
   return step
 
@@ -210,7 +203,7 @@ def first_below(xs, subopt, level=TARGET):
 
 
 def main(argv=None):
-  from optzoo import krylov  # noqa: PLC0415
+  import optzoo  # noqa: PLC0415
   from step_time import machine_name  # noqa: PLC0415
 
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -249,7 +242,8 @@ def main(argv=None):
     x0 = jnp.zeros(d, dtype)
     runs = {}
     print(f"d={d}: krylov", flush=True)
-    _, info = krylov.minimize(fun, x0, subspace_dim=m, max_iters=200, tol=1e-9)
+    _, info = optzoo.krylov_cubic_newton_minimize(fun, x0, subspace_dim=m, max_iters=200,
+                                                  tol=1e-9)
     runs[f"krylov m={m}"] = (np.concatenate([[0], info.hvp_counts]),
                              np.concatenate([[0.0], info.times]), info.values, "HVPs")
     budget = args.sscn_budget * max(info.hvps, m)
