@@ -189,7 +189,8 @@ def value_grad_and_hutchinson(
 
   >>> import jax, jax.numpy as jnp
   >>> f = lambda w, x: jnp.sum((w * x) ** 2)
-  >>> loss, g, d = value_grad_and_hutchinson(f, jnp.ones(2), jax.random.PRNGKey(0), jnp.array([1.0, 2.0]))
+  >>> x = jnp.array([1.0, 2.0])
+  >>> loss, g, d = value_grad_and_hutchinson(f, jnp.ones(2), jax.random.PRNGKey(0), x)
   >>> (float(loss), g.tolist(), d.tolist())
   (5.0, [2.0, 8.0], [2.0, 8.0])
   """
@@ -325,9 +326,10 @@ class CubicSubproblemSolution(NamedTuple):
 def solve_cubic_subproblem_diagonal(
     theta: jax.Array, gamma: jax.Array, M: float | jax.Array, iters: int | None = None
 ) -> CubicSubproblemSolution:
-  r"""Global minimizer of :math:`\gamma^\top y + \tfrac12 \sum_i \theta_i y_i^2 + \tfrac M6 \lVert y\rVert^3`.
+  r"""Global minimizer of the cubic model with a diagonal matrix.
 
-  The cubic model with a diagonal matrix :math:`\operatorname{diag}(\theta)` (possibly
+  Minimizes :math:`\gamma^\top y + \tfrac12 \sum_i \theta_i y_i^2 + \tfrac M6 \lVert y\rVert^3`:
+  the cubic model with a diagonal matrix :math:`\operatorname{diag}(\theta)` (possibly
   indefinite): the form :func:`solve_cubic_subproblem` reduces to once :math:`B` is
   diagonalized (:math:`\gamma = Q^\top b`), reused for every trial ``M`` of a backtracking
   search. The minimizer is :math:`y_i = -\gamma_i / (\theta_i + \lambda)` where

@@ -7,9 +7,10 @@ convergence rate O(1/(mk) + 1/k^2) does not depend on the dimension.
 
 It is a whole optimizer (the step is ``x + V^T z`` with an acceptance test on the objective),
 so it takes the objective as the ``obj_fn`` keyword of ``update``, like ``optax.contrib.sophia``,
-and must not be chained with a learning rate. :func:`minimize` (``optzoo.krylov_cubic_newton_minimize``)
-is a solver entry point for deterministic problems. The array-level pieces (Lanczos, the cubic
-subproblem, the backtracking on M) are public in ``optzoo.curvature``.
+and must not be chained with a learning rate. :func:`minimize` (exported as
+``optzoo.krylov_cubic_newton_minimize``) is a solver entry point for deterministic problems.
+The array-level pieces (Lanczos, the cubic subproblem, the backtracking on M) are public in
+``optzoo.curvature``.
 """
 
 from __future__ import annotations
@@ -203,8 +204,8 @@ def scale_by_krylov_cubic_newton(
   1. runs m Lanczos steps on :math:`H` from :math:`g` (:func:`optzoo.curvature.lanczos`, full
      reorthogonalization): :math:`V \in \mathbb R^{m\times d}` orthonormal rows spanning
      :math:`\mathcal K_m(H, g)`, :math:`T = VHV^\top` tridiagonal, :math:`Vg = \lVert g\rVert e_1`;
-  2. solves the subspace cubic model
-     :math:`z^* = \arg\min_z m_M(z) = \lVert g\rVert z_1 + \tfrac12 z^\top T z + \tfrac M6 \lVert z\rVert^3`
+  2. solves the subspace cubic model :math:`z^* = \arg\min_z m_M(z)`,
+     :math:`m_M(z) = \lVert g\rVert z_1 + \tfrac12 z^\top T z + \tfrac M6 \lVert z\rVert^3`
      (eigendecomposition of T, bisection on the secular equation:
      :func:`optzoo.curvature.solve_cubic_subproblem_diagonal`);
   3. adapts M (:func:`optzoo.curvature.backtrack_cubic_step`): starting from
