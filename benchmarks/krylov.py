@@ -70,10 +70,24 @@ def make_loss(cols, vals, y, l2, dtype):
 
 
 # ----------------------------------------------------------------------------- baselines
+def _backtracked_step(fun, x, f, theta, gamma, to_step, M_prev, max_bt, shrink, grow):
+  """x + to_step(y*) with M chosen by optzoo's backtracking (the Krylov optimizer's), or x
+  when no trial passes; no upper cap on M. Returns (x_next, M)."""
+  from optzoo import curvature  # noqa: PLC0415
+
+  def try_step(y):
+    s = to_step(y)
+    return s, fun(x + s)
+
+  out = curvature.backtrack_cubic_step(theta, gamma, f, M_prev, try_step, shrink=shrink,
+                                       grow=grow, max_backtracks=max_bt, min_M=1e-12,
+                                       max_M=jnp.inf)
+  return jnp.where(out.accepted, x + out.step, x), out.M
+
+
 def subspace_cubic_step(fun, basis_fn, k, max_bt=20, shrink=0.5, grow=2.0):
   """One cubic-Newton step on span(P) (P: k x d orthonormal rows from ``basis_fn(key, x)``),
-  with the same backtracking on M as optzoo.krylov. Subspace Hessian P H P^T by k HVPs."""
-  from optzoo._src.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
+  with the same backtracking on M as optzoo's Krylov step. Subspace Hessian P H P^T by k HVPs."""
 
   @jax.jit
   def step(x, M_prev, key):
@@ -85,19 +99,9 @@ def subspace_cubic_step(fun, basis_fn, k, max_bt=20, shrink=0.5, grow=2.0):
     B = 0.5 * (B + B.T)
     theta, Q = jnp.linalg.eigh(B)
     gamma = Q.T @ (P @ g)
-    iters = _default_secular_iters(x.dtype)
-
-    def body(c):
-      t, M, _, _, _ = c
-      y, _, model = _solve_eig(theta, gamma, M, iters)
-      s = P.T @ (Q @ y)
-      f_new = fun(x + s)
-      ok = jnp.isfinite(f_new) & (f_new <= f + model)
-      return t + 1, jnp.where(ok, M, M * grow), ok, s, f_new
-
-    init = (0, jnp.maximum(shrink * M_prev, 1e-12), False, jnp.zeros_like(x), f)
-    _, M, ok, s, _ = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < max_bt), body, init)
-    return jnp.where(ok, x + s, x), M, f, jnp.linalg.norm(g)
+    x_next, M = _backtracked_step(fun, x, f, theta, gamma, lambda y: P.T @ (Q @ y), M_prev,
+                                  max_bt, shrink, grow)
+    return x_next, M, f, jnp.linalg.norm(g)
 
   return step
 
@@ -121,7 +125,6 @@ def gaussian_basis(m):
 def full_cubic_step(fun, max_bt=20, shrink=0.5, grow=2.0):
   """Full cubic Newton: dense Hessian (jax.hessian: d HVPs), one eigh per step, same
   backtracking on M."""
-  from optzoo._src.krylov import _default_secular_iters, _solve_eig  # noqa: PLC0415
 
   @jax.jit
   def step(x, M_prev, key):
@@ -129,19 +132,9 @@ def full_cubic_step(fun, max_bt=20, shrink=0.5, grow=2.0):
     f, g = jax.value_and_grad(fun)(x)
     theta, Q = jnp.linalg.eigh(jax.hessian(fun)(x))
     gamma = Q.T @ g
-    iters = _default_secular_iters(x.dtype)
-
-    def body(c):
-      t, M, _, _ = c
-      y, _, model = _solve_eig(theta, gamma, M, iters)
-      s = Q @ y
-      f_new = fun(x + s)
-      ok = jnp.isfinite(f_new) & (f_new <= f + model)
-      return t + 1, jnp.where(ok, M, M * grow), ok, s
-
-    init = (0, jnp.maximum(shrink * M_prev, 1e-12), False, jnp.zeros_like(x))
-    _, M, ok, s = jax.lax.while_loop(lambda c: (~c[2]) & (c[0] < max_bt), body, init)
-    return jnp.where(ok, x + s, x), M, f, jnp.linalg.norm(g)
+    x_next, M = _backtracked_step(fun, x, f, theta, gamma, lambda y: Q @ y, M_prev, max_bt,
+                                  shrink, grow)
+    return x_next, M, f, jnp.linalg.norm(g)
 
   return step
 

@@ -21,13 +21,11 @@ from optzoo._src.adahessian import scale_by_adahessian as scale_by_adahessian
 from optzoo._src.avgrad import ScaleByAvgradState as ScaleByAvgradState
 from optzoo._src.avgrad import avgrad as avgrad
 from optzoo._src.avgrad import scale_by_avgrad as scale_by_avgrad
-from optzoo._src.krylov import CubicSubproblemSolution as CubicSubproblemSolution
 from optzoo._src.krylov import KrylovInfo as KrylovInfo
 from optzoo._src.krylov import ScaleByKrylovCubicNewtonState as ScaleByKrylovCubicNewtonState
 from optzoo._src.krylov import krylov_cubic_newton as krylov_cubic_newton
 from optzoo._src.krylov import minimize as krylov_cubic_newton_minimize
 from optzoo._src.krylov import scale_by_krylov_cubic_newton as scale_by_krylov_cubic_newton
-from optzoo._src.krylov import solve_cubic_subproblem as solve_cubic_subproblem
 from optzoo._src.lanton import NoiseAdaptiveLayerwiseState as NoiseAdaptiveLayerwiseState
 from optzoo._src.lanton import ScaleByLantonState as ScaleByLantonState
 from optzoo._src.lanton import default_lanton_labels as default_lanton_labels
@@ -53,6 +51,8 @@ from optzoo._src.metaoptimize import metaoptimize_learning_rates as metaoptimize
 from optzoo._src.microadam import ScaleByMicroAdamState as ScaleByMicroAdamState
 from optzoo._src.microadam import microadam as microadam
 from optzoo._src.microadam import scale_by_microadam as scale_by_microadam
+from optzoo.curvature import CubicSubproblemSolution as CubicSubproblemSolution
+from optzoo.curvature import solve_cubic_subproblem as solve_cubic_subproblem
 
 __version__ = "0.1.0"
 

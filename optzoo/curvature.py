@@ -1,11 +1,18 @@
-"""Curvature building blocks on pytrees (no optax): Hessian-vector products and friends.
+r"""Curvature building blocks on arrays and pytrees (no optax).
 
-Used by AdaHessian (Hutchinson diagonal) and Krylov cubic Newton (Lanczos).
+* Hessian-vector products: :func:`hvp`, :func:`grad_and_hvp`, :func:`value_grad_and_hvp`.
+* Hutchinson's diagonal estimate with Rademacher probes: :func:`rademacher_like`,
+  :func:`hutchinson_estimate` (any symmetric linear map), :func:`hutchinson_diagonal`,
+  :func:`grad_and_hutchinson`, :func:`value_grad_and_hutchinson` (used by AdaHessian).
+* Krylov subspaces: :func:`lanczos` (used by Krylov cubic regularized Newton).
+* The cubic regularized model :math:`b^\top z + \tfrac12 z^\top B z + \tfrac M6 \lVert z\rVert^3`:
+  its global minimizer (:func:`solve_cubic_subproblem`, :func:`solve_cubic_subproblem_diagonal`)
+  and the adaptive choice of ``M`` by backtracking (:func:`backtrack_cubic_step`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -101,13 +108,61 @@ def _sample_keys(key: jax.Array, n_samples: int) -> list[jax.Array]:
   return [key] if n_samples == 1 else list(jax.random.split(key, n_samples))
 
 
+def _probe_mean(
+    probe: Callable[[PyTree], tuple[Any, PyTree]], like: PyTree, key: jax.Array, n_samples: int
+) -> tuple[Any, PyTree]:
+  """``(aux of the last probe, mean over probes z of z * probe(z)[1])``; the one probe loop."""
+  aux, est = None, None
+  for k in _sample_keys(key, n_samples):
+    z = rademacher_like(k, like)
+    aux, hz = probe(z)
+    zhz = jax.tree.map(jnp.multiply, z, hz)
+    est = zhz if est is None else jax.tree.map(jnp.add, est, zhz)
+  if n_samples > 1:
+    est = jax.tree.map(lambda e: e / n_samples, est)
+  return aux, est
+
+
+def hutchinson_estimate(
+    matvec: Callable[[PyTree], PyTree], like: PyTree, key: jax.Array, n_samples: int = 1
+) -> PyTree:
+  r"""Hutchinson's estimate of the diagonal of a symmetric linear map ``A``.
+
+  .. math::
+    \widehat{\operatorname{diag}}(A) = \frac1n \sum_{s=1}^{n} z_s \odot (A z_s),
+
+  with :math:`z_s` Rademacher probes shaped like ``like`` (:func:`rademacher_like`). Unbiased:
+  :math:`\mathbb E[z_i (Az)_i] = A_{ii}`; exact for every key when ``A`` is diagonal. The signed
+  products are averaged (no absolute value). Probe keys: ``key`` itself when ``n_samples == 1``,
+  else ``jax.random.split(key, n_samples)``; each probe key is then split once per leaf.
+
+  Args:
+    matvec: ``z -> A z`` on pytrees like ``like`` (e.g. ``lambda z: hvp(f, params, z)`` or the
+      linear map of ``jax.linearize(jax.grad(f), params)``).
+    like: pytree of float arrays (or shape/dtype structs) giving the probes' shapes and dtypes.
+    key: raw ``uint32[2]`` PRNG key (or a typed key).
+    n_samples: number of probes (static Python int >= 1). Default 1.
+
+  Returns:
+    A pytree like ``like``: the estimate of ``diag(A)``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> a = jnp.array([1.0, 2.0, 3.0])
+    >>> hutchinson_estimate(lambda z: a * z, jnp.zeros(3), jax.random.PRNGKey(0)).tolist()
+    [1.0, 2.0, 3.0]
+  """
+  return _probe_mean(lambda z: (None, matvec(z)), like, key, n_samples)[1]
+
+
 def hutchinson_diagonal(
     obj_fn: Callable[[PyTree], jax.Array], params: PyTree, key: jax.Array, n_samples: int = 1
 ) -> PyTree:
   """Hutchinson's estimate of ``diag(H)``: the mean over probes of ``z * (H z)``.
 
   Unbiased for any Hessian; exact (for every key) when ``H`` is diagonal. With
-  ``n_samples > 1`` the signed estimates are averaged (probe keys split from ``key``).
+  ``n_samples > 1`` the signed estimates are averaged (probe keys split from ``key``, as in
+  :func:`hutchinson_estimate`).
 
   >>> import jax, jax.numpy as jnp
   >>> f = lambda x: jnp.sum(jnp.array([1.0, 2.0, 3.0]) * x ** 2)
@@ -121,15 +176,7 @@ def grad_and_hutchinson(
     obj_fn: Callable[[PyTree], jax.Array], params: PyTree, key: jax.Array, n_samples: int = 1
 ) -> tuple[PyTree, PyTree]:
   """``(grad, Hutchinson diag estimate)`` with one forward-over-reverse pass per probe."""
-  g, est = None, None
-  for k in _sample_keys(key, n_samples):
-    z = rademacher_like(k, params)
-    g, hz = grad_and_hvp(obj_fn, params, z)
-    zhz = jax.tree.map(jnp.multiply, z, hz)
-    est = zhz if est is None else jax.tree.map(jnp.add, est, zhz)
-  if n_samples > 1:
-    est = jax.tree.map(lambda e: e / n_samples, est)
-  return g, est
+  return _probe_mean(lambda z: grad_and_hvp(obj_fn, params, z), params, key, n_samples)
 
 
 def value_grad_and_hutchinson(
@@ -142,7 +189,8 @@ def value_grad_and_hutchinson(
 
   >>> import jax, jax.numpy as jnp
   >>> f = lambda w, x: jnp.sum((w * x) ** 2)
-  >>> loss, g, d = value_grad_and_hutchinson(f, jnp.ones(2), jax.random.PRNGKey(0), jnp.array([1.0, 2.0]))
+  >>> x = jnp.array([1.0, 2.0])
+  >>> loss, g, d = value_grad_and_hutchinson(f, jnp.ones(2), jax.random.PRNGKey(0), x)
   >>> (float(loss), g.tolist(), d.tolist())
   (5.0, [2.0, 8.0], [2.0, 8.0])
   """
@@ -157,7 +205,7 @@ def lanczos(
     v0: PyTree,
     num_steps: int,
     *,
-    reortho: str = "full",
+    reortho: Literal["full", "none"] = "full",
     breakdown_tol: float | None = None,
 ) -> tuple[PyTree, jax.Array]:
   r"""``num_steps`` Lanczos steps on a symmetric linear map, started at ``v0``.
@@ -260,3 +308,227 @@ def lanczos(
   tridiag = jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
   basis_tree = jax.vmap(unravel)(basis.astype(flat0.dtype))
   return basis_tree, tridiag
+
+
+# ----------------------------------------------------------------------------- cubic model
+def _default_secular_iters(dtype: Any) -> int:
+  return 100 if jnp.finfo(dtype).bits > 32 else 60
+
+
+class CubicSubproblemSolution(NamedTuple):
+  """Minimizer ``z`` of the cubic model, its multiplier ``lam = M |z| / 2`` and ``model(z)``."""
+
+  z: jax.Array
+  lam: jax.Array
+  model: jax.Array
+
+
+def solve_cubic_subproblem_diagonal(
+    theta: jax.Array, gamma: jax.Array, M: float | jax.Array, iters: int | None = None
+) -> CubicSubproblemSolution:
+  r"""Global minimizer of the cubic model with a diagonal matrix.
+
+  Minimizes :math:`\gamma^\top y + \tfrac12 \sum_i \theta_i y_i^2 + \tfrac M6 \lVert y\rVert^3`:
+  the cubic model with a diagonal matrix :math:`\operatorname{diag}(\theta)` (possibly
+  indefinite): the form :func:`solve_cubic_subproblem` reduces to once :math:`B` is
+  diagonalized (:math:`\gamma = Q^\top b`), reused for every trial ``M`` of a backtracking
+  search. The minimizer is :math:`y_i = -\gamma_i / (\theta_i + \lambda)` where
+  :math:`\lambda \ge \max(0, -\theta_{\min})` solves the secular equation
+  :math:`\lVert y(\lambda)\rVert = 2\lambda / M`. The root is bracketed in
+  :math:`[\max(0,-\theta_{\min}),\ \max(0,-\theta_{\min}) + \sqrt{M\lVert\gamma\rVert/2}]`
+  and found by ``iters`` bisection steps, taking the upper end so that
+  :math:`\theta_i + \lambda > 0`. Entries with :math:`\gamma_i = 0` get :math:`y_i = 0`.
+
+  Args:
+    theta: the diagonal, shape (m,). Worked on in at least float32.
+    gamma: linear term, shape (m,).
+    M: cubic regularization (> 0; values below the dtype's ``tiny`` are raised to it), in the
+      M/6 convention of Nesterov and Polyak.
+    iters: bisection steps (static Python int). Default None: 60 in float32, 100 in float64.
+
+  Returns:
+    A :class:`CubicSubproblemSolution` ``(z, lam, model)`` with ``z`` the minimizer ``y``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> sol = solve_cubic_subproblem_diagonal(jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0]), 1e-8)
+    >>> [round(float(v), 4) for v in sol.z], round(float(sol.lam), 4)   # theta_min < 0: lam >= 1
+    ([-0.3333, 0.0], 1.0)
+  """
+  dtype = jnp.promote_types(jnp.result_type(theta), jnp.float32)
+  theta = jnp.asarray(theta, dtype)
+  gamma = jnp.asarray(gamma, dtype)
+  iters = _default_secular_iters(dtype) if iters is None else iters
+  tiny = jnp.finfo(dtype).tiny
+  M = jnp.maximum(jnp.asarray(M, dtype), tiny)
+  gnorm = jnp.linalg.norm(gamma)
+  # Solve for mu = lam + s with s = min(theta_min, 0) <= 0, so that theta + lam = (theta - s) + mu
+  # is accurate when the matrix is indefinite and lam sits just above -theta_min; lam = mu - s.
+  s = jnp.minimum(jnp.min(theta), 0.0)
+  shifted = theta - s  # >= 0
+  hi = jnp.sqrt(M * gnorm / 2.0)  # phi(hi) <= 0 always; phi(0+) > 0
+
+  def step_of(mu):
+    den = jnp.maximum(shifted + mu, tiny)
+    return jnp.where(gamma == 0, 0.0, -gamma / den)
+
+  def phi(mu):  # strictly decreasing on (0, inf): |y| - 2 lam / M
+    return jnp.linalg.norm(step_of(mu)) - 2.0 * (mu - s) / M
+
+  def body(_, bracket):
+    a, b = bracket
+    mid = 0.5 * (a + b)
+    pos = phi(mid) > 0
+    return jnp.where(pos, mid, a), jnp.where(pos, b, mid)
+
+  _, mu = jax.lax.fori_loop(0, iters, body, (jnp.zeros_like(hi), hi))
+  y = step_of(mu)  # from the upper end: theta + lam stays positive
+  lam = mu - s
+  ny = jnp.linalg.norm(y)
+  model = jnp.vdot(gamma, y) + 0.5 * jnp.vdot(theta * y, y) + (M / 6.0) * ny**3
+  return CubicSubproblemSolution(y, lam, model)
+
+
+def solve_cubic_subproblem(
+    b: jax.Array, B: jax.Array, M: float | jax.Array, iters: int | None = None
+) -> CubicSubproblemSolution:
+  r"""Global minimizer of :math:`b^\top z + \tfrac12 z^\top B z + \tfrac{M}{6}\lVert z\rVert^3`.
+
+  Dense and small (B is m x m, symmetric, possibly indefinite). With :math:`B = Q\,\mathrm{diag}
+  (\theta)\,Q^\top` the minimizer is :math:`z = -(B + \lambda I)^{-1} b` where
+  :math:`\lambda \ge \max(0, -\theta_{\min})` solves the secular equation
+  :math:`\lVert z(\lambda)\rVert = 2\lambda / M`; the root is bracketed in
+  :math:`[\max(0,-\theta_{\min}),\ \max(0,-\theta_{\min}) + \sqrt{M\lVert b\rVert/2}]` and found by
+  ``iters`` bisection steps, taking the upper end so that :math:`B + \lambda I \succ 0`
+  (:func:`solve_cubic_subproblem_diagonal` in the eigenbasis). At the solution
+  :math:`(B+\lambda I)z = -b`, :math:`\lambda = M\lVert z\rVert/2` and
+  :math:`B + \lambda I \succeq 0` (the global optimality conditions).
+
+  Args:
+    b: linear term, shape (m,). Worked on in at least float32.
+    B: symmetric matrix, shape (m, m).
+    M: cubic regularization (> 0), in the M/6 convention of Nesterov and Polyak.
+    iters: bisection steps (static Python int). Default None: 60 in float32, 100 in float64.
+
+  Returns:
+    A :class:`CubicSubproblemSolution` ``(z, lam, model)``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> sol = solve_cubic_subproblem(jnp.array([1.0, 0.0]), jnp.eye(2), 1e-8)
+    >>> [round(float(v), 4) for v in sol.z]   # ~ Newton step -B^{-1} b
+    [-1.0, 0.0]
+  """
+  dtype = jnp.promote_types(jnp.result_type(b), jnp.float32)
+  b = jnp.asarray(b, dtype)
+  theta, Q = jnp.linalg.eigh(jnp.asarray(B, dtype))
+  y, lam, model = solve_cubic_subproblem_diagonal(theta, Q.T @ b, jnp.asarray(M, dtype), iters)
+  return CubicSubproblemSolution(Q @ y, lam, model)
+
+
+class CubicBacktracking(NamedTuple):
+  """What :func:`backtrack_cubic_step` found.
+
+  Attributes:
+    step: the last trial's step (the accepted one when ``accepted``).
+    M: the regularization after the search: the accepted ``M``, or the enlarged one after
+      ``max_backtracks`` failed trials.
+    lam: the subproblem multiplier ``M |y| / 2`` of the last trial.
+    model: the model value of the last trial (<= 0: minus the predicted decrease).
+    accepted: whether a trial passed the test.
+    num_backtracks: the number of failed trials (int32).
+  """
+
+  step: PyTree
+  M: jax.Array
+  lam: jax.Array
+  model: jax.Array
+  accepted: jax.Array
+  num_backtracks: jax.Array
+
+
+def backtrack_cubic_step(
+    theta: jax.Array,
+    gamma: jax.Array,
+    value: jax.Array,
+    M_prev: jax.Array,
+    try_step: Callable[[jax.Array], tuple[PyTree, jax.Array]],
+    *,
+    shrink: float | jax.Array,
+    grow: float | jax.Array,
+    max_backtracks: int,
+    min_M: float | jax.Array,
+    max_M: float | jax.Array,
+    secular_iters: int | None = None,
+) -> CubicBacktracking:
+  r"""Adaptive cubic regularization: the smallest tried ``M`` whose model step really descends.
+
+  For a cubic model :math:`m_M(y) = \gamma^\top y + \tfrac12 \sum_i \theta_i y_i^2 +
+  \tfrac M6 \lVert y\rVert^3` written in the eigenbasis of its matrix (an orthonormal change of
+  variables; see :func:`solve_cubic_subproblem_diagonal`) around a point with objective
+  ``value`` = :math:`f(x)`: start from :math:`M = \operatorname{clip}(\text{shrink}\cdot
+  M_{\text{prev}}, M_{\min}, M_{\max})`, and, at most ``max_backtracks`` times,
+
+  1. minimize the model: :math:`y^* = \arg\min_y m_M(y)`;
+  2. ``step, f_new = try_step(y*)``: the step in the caller's space and :math:`f(x + \text{step})`;
+  3. accept when :math:`f_{\text{new}}` is finite and :math:`f_{\text{new}} \le f(x) + m_M(y^*)`
+     (the actual decrease is at least the predicted one); otherwise
+     :math:`M \leftarrow \min(\text{grow}\cdot M, M_{\max})` and try again.
+
+  A ``lax.while_loop``: jittable, one objective value per trial. The dtype of the search is
+  ``theta``'s (at least float32); ``value``, ``M_prev`` and ``f_new`` should have it too.
+
+  Args:
+    theta: the model's eigenvalues, shape (m,).
+    gamma: the model's linear term in the same eigenbasis, shape (m,).
+    value: :math:`f(x)`, a scalar.
+    M_prev: the previous regularization (> 0), a scalar array.
+    try_step: ``y -> (step, f(x + step))``; ``step`` may be any pytree.
+    shrink: factor on ``M_prev`` before the first trial, in (0, 1].
+    grow: factor after a failed trial, >= 1.
+    max_backtracks: the most trials (static Python int >= 1).
+    min_M: lower clamp of the first trial's ``M`` (> 0).
+    max_M: upper clamp of every ``M`` (``jnp.inf`` for none).
+    secular_iters: bisection steps of each model minimization (static). Default None: 60 in
+      float32, 100 in float64.
+
+  Returns:
+    A :class:`CubicBacktracking`. When no trial passes, ``accepted`` is False and ``step`` is
+    the last (rejected) trial's: the caller decides what to do (e.g. keep ``x``).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> f = lambda x: jnp.sum(jnp.sqrt(1.0 + x ** 2))     # Newton overshoots from x = 2
+    >>> x = jnp.array([2.0])
+    >>> theta, gamma = (1.0 + x ** 2) ** -1.5, x / jnp.sqrt(1.0 + x ** 2)  # diagonal H, grad
+    >>> out = backtrack_cubic_step(theta, gamma, f(x), jnp.array(1e-6), lambda y: (y, f(x + y)),
+    ...                            shrink=0.5, grow=2.0, max_backtracks=30, min_M=1e-12, max_M=1e12)
+    >>> bool(out.accepted), int(out.num_backtracks) > 0, bool(f(x + out.step) < f(x))
+    (True, True, True)
+  """
+  dtype = jnp.promote_types(jnp.result_type(theta), jnp.float32)
+  M0 = jnp.clip(shrink * M_prev, min_M, max_M).astype(dtype)
+
+  def trial(M):
+    y, lam, model = solve_cubic_subproblem_diagonal(theta, gamma, M, secular_iters)
+    step, f_new = try_step(y)
+    return step, lam, model, f_new
+
+  def cond(c):
+    t, _, done, *_ = c
+    return (~done) & (t < max_backtracks)
+
+  def body(c):
+    t, M, _, _, _, _, _ = c
+    step, lam, model, f_new = trial(M)
+    ok = jnp.isfinite(f_new) & (f_new <= value + model)
+    M_next = jnp.where(ok, M, jnp.minimum(M * grow, max_M)).astype(dtype)
+    return t + 1, M_next, ok, step, lam, model, f_new
+
+  step_shape = jax.eval_shape(lambda M: trial(M)[0], M0)
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), step_shape)
+  init = (jnp.zeros([], jnp.int32), M0, jnp.array(False), zeros, jnp.zeros([], dtype),
+          jnp.zeros([], dtype), value)
+  t, M, accepted, step, lam, model, _ = jax.lax.while_loop(cond, body, init)
+  num_backtracks = jnp.where(accepted, t - 1, t)
+  return CubicBacktracking(step, M, lam, model, accepted, num_backtracks)

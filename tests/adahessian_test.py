@@ -315,12 +315,20 @@ def test_block_and_callable_averaging():
 
 # ----------------------------------------------------------------------------- API and errors
 def test_missing_obj_fn_is_a_clear_error():
+  """The one missing-objective error of the zoo (a ValueError, as optax.contrib.sophia)."""
   tx = optzoo.adahessian(0.1)
   params = jnp.ones(3)
-  with pytest.raises(TypeError) as err:
+  with pytest.raises(ValueError) as err:
     tx.update(params, tx.init(params), params)
   msg = str(err.value)
-  assert "obj_fn" in msg and "obj_fn=lambda p: loss_fn(p, batch)" in msg and "tx.update(" in msg
+  assert "scale_by_adahessian" in msg and "obj_fn=loss_fn" in msg and "tx.update(" in msg
+  with pytest.raises(ValueError, match="needs params"):  # obj_fn alone is not enough
+    tx.update(params, tx.init(params), None, obj_fn=lambda p: jnp.sum(p**2))
+  # hvp_fn or hessian_diag stand in for obj_fn, without params
+  core = optzoo.scale_by_adahessian()
+  for extra in ({"hessian_diag": jnp.ones(3)}, {"hvp_fn": lambda z: 2.0 * z}):
+    u, _ = core.update(params, core.init(params), None, **extra)
+    assert u.shape == (3,)
 
 
 def test_hessian_diag_keyword_uses_the_given_estimate():

@@ -1,4 +1,5 @@
-"""Curvature building blocks: HVPs against dense jax.hessian, Rademacher probes, Hutchinson."""
+"""Curvature building blocks: HVPs against dense jax.hessian, Rademacher probes, Hutchinson,
+the cubic subproblem and the backtracking on its regularization."""
 
 from __future__ import annotations
 
@@ -156,3 +157,136 @@ def test_value_grad_and_hutchinson_puts_tangents_on_params_only():
   np.testing.assert_allclose(g, jax.grad(closure)(w), rtol=1e-6)
   np.testing.assert_allclose(d, jnp.diag(jax.hessian(closure)(w)), rtol=1e-5)  # separable in w
   np.testing.assert_allclose(d, curvature.hutchinson_diagonal(closure, w, key), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n_samples", [1, 3])
+def test_hutchinson_estimate_is_the_probe_loop_of_hutchinson_diagonal(n_samples):
+  """Any matvec: same keys, same probes, bitwise the estimate of the HVP-based helpers."""
+  params, loss = _problem()
+  key = jax.random.PRNGKey(11)
+  want = curvature.hutchinson_diagonal(loss, params, key, n_samples)
+  got = curvature.hutchinson_estimate(lambda z: curvature.hvp(loss, params, z), params, key,
+                                      n_samples)
+  for k in params:
+    np.testing.assert_array_equal(got[k], want[k])
+  # a diagonal map is recovered for any key (exactly with one probe; a mean of 3 rounds)
+  a = jnp.linspace(-2.0, 3.0, 7)
+  est = curvature.hutchinson_estimate(lambda z: a * z, jnp.zeros(7), key, n_samples)
+  np.testing.assert_allclose(est, a, rtol=0 if n_samples == 1 else 1e-6)
+
+
+# ----------------------------------------------------------------------------- cubic model
+def _model(b, B, M, z):
+  return b @ z + 0.5 * z @ B @ z + M / 6.0 * np.linalg.norm(z) ** 3
+
+
+_solve = jax.jit(curvature.solve_cubic_subproblem)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), log_m=st.floats(-3.0, 3.0), shift=st.floats(-1.0, 2.0),
+       tridiagonal=st.booleans())
+def test_subproblem_optimality_float32(seed, log_m, shift, tridiagonal):
+  """(B + lam I) z = -b, lam = M |z| / 2, B + lam I PSD, to 1e-5 in float32; global minimum."""
+  m = 8
+  rng = np.random.default_rng(seed)
+  if tridiagonal:  # a Lanczos-like T (unreduced tridiagonal)
+    a, c = rng.uniform(0.0, 3.0, m) + shift, rng.uniform(0.1, 1.0, m - 1)
+    B = np.diag(a) + np.diag(c, 1) + np.diag(c, -1)
+    b = np.zeros(m)
+    b[0] = rng.uniform(0.1, 3.0)
+  else:
+    A = rng.normal(size=(m, m))
+    B = (A + A.T) / 2 + shift * np.eye(m)
+    b = rng.normal(size=m)
+  M = 10.0**log_m
+  B32, b32 = B.astype(np.float32), b.astype(np.float32)
+  sol = _solve(jnp.asarray(b32), jnp.asarray(B32), jnp.float32(M))
+  z, lam = np.asarray(sol.z, np.float64), float(sol.lam)
+  B, b = B32.astype(np.float64), b32.astype(np.float64)
+  scale = np.linalg.norm(B, 2) + lam
+  assert np.linalg.norm((B + lam * np.eye(m)) @ z + b) <= 1e-5 * scale * max(np.linalg.norm(z), 1.0)
+  assert abs(lam - M * np.linalg.norm(z) / 2.0) <= 1e-5 * lam
+  assert np.linalg.eigvalsh(B).min() + lam >= -1e-5 * scale
+  # reported model value, and global optimality against perturbations
+  f0 = _model(b, B, M, z)
+  assert float(sol.model) == pytest.approx(f0, rel=1e-4, abs=1e-6)
+  assert f0 <= 0.0
+  for _ in range(20):
+    dz = rng.normal(size=m) * (1e-2 + np.linalg.norm(z)) * rng.uniform(0.01, 1.0)
+    assert f0 <= _model(b, B, M, z + dz) + 1e-6 * max(abs(f0), 1.0)
+
+
+def test_subproblem_matches_brute_force_float64():
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(0)
+    for M in (0.1, 1.0, 10.0):
+      A = rng.normal(size=(3, 3))
+      B = (A + A.T) / 2
+      b = rng.normal(size=3)
+      sol = curvature.solve_cubic_subproblem(jnp.asarray(b), jnp.asarray(B), M)
+      z = np.asarray(sol.z)
+      # brute force: many random starts of a local minimizer of the 3-d model
+      from scipy.optimize import minimize as sp_min  # noqa: PLC0415
+
+      best = min((sp_min(lambda x: _model(b, B, M, x), rng.normal(size=3) * 3, tol=1e-14)
+                  for _ in range(20)), key=lambda r: r.fun)
+      assert _model(b, B, M, z) <= best.fun + 1e-10
+      np.testing.assert_allclose(z, best.x, atol=1e-5)
+
+
+
+def test_diagonal_solver_is_the_eigenbasis_form():
+  """solve_cubic_subproblem = eigh + solve_cubic_subproblem_diagonal + rotation back."""
+  rng = np.random.default_rng(3)
+  A = rng.normal(size=(5, 5))
+  B = jnp.asarray((A + A.T) / 2, jnp.float32)
+  b = jnp.asarray(rng.normal(size=5), jnp.float32)
+  theta, Q = jnp.linalg.eigh(B)
+  diag = curvature.solve_cubic_subproblem_diagonal(theta, Q.T @ b, 0.7)
+  full = curvature.solve_cubic_subproblem(b, B, 0.7)
+  np.testing.assert_allclose(Q @ diag.z, full.z, rtol=1e-6, atol=1e-7)
+  assert float(diag.lam) == float(full.lam) and float(diag.model) == float(full.model)
+  assert float(diag.lam) >= -float(theta[0])  # theta + lam > 0 (indefinite here)
+
+
+def _pseudo_huber_model(x):
+  """f = sum sqrt(1 + x^2) (separable; Newton overshoots from |x| > 1): (f, theta, gamma)."""
+  f = lambda v: jnp.sum(jnp.sqrt(1.0 + v**2))  # noqa: E731
+  return f, (1.0 + x**2) ** -1.5, x / jnp.sqrt(1.0 + x**2)
+
+
+def test_backtracking_accepts_the_first_descending_trial():
+  x = jnp.full((3,), 2.0)
+  f, theta, gamma = _pseudo_huber_model(x)
+  out = jax.jit(lambda m: curvature.backtrack_cubic_step(
+      theta, gamma, f(x), m, lambda y: (y, f(x + y)), shrink=0.5, grow=2.0,
+      max_backtracks=40, min_M=1e-12, max_M=1e12))(jnp.float32(1e-6))
+  assert bool(out.accepted) and int(out.num_backtracks) > 0
+  M = float(out.M)
+  # the accepted M passes the test, M / grow (the trial before) does not
+  for m, passes in ((M, True), (M / 2.0, False)):
+    sol = curvature.solve_cubic_subproblem_diagonal(theta, gamma, m)
+    assert bool(f(x + sol.z) <= f(x) + sol.model) == passes
+  np.testing.assert_allclose(out.step, curvature.solve_cubic_subproblem_diagonal(theta, gamma, M).z)
+  assert float(f(x + out.step)) < float(f(x))
+  # first M = clip(shrink * M_prev, min_M, max_M); M_prev large enough: accepted at once
+  out = curvature.backtrack_cubic_step(theta, gamma, f(x), jnp.float32(100.0),
+                                       lambda y: (y, f(x + y)), shrink=0.5, grow=2.0,
+                                       max_backtracks=5, min_M=1e-12, max_M=1e12)
+  assert bool(out.accepted) and int(out.num_backtracks) == 0 and float(out.M) == 50.0
+
+
+def test_backtracking_rejects_after_max_backtracks_and_caps_m():
+  x = jnp.full((3,), 2.0)
+  f, theta, gamma = _pseudo_huber_model(x)
+  step_tree = lambda y: ({"s": y}, f(x + y))  # noqa: E731 - any pytree step
+  out = curvature.backtrack_cubic_step(theta, gamma, f(x), jnp.float32(1e-8), step_tree,
+                                       shrink=1.0, grow=2.0, max_backtracks=2, min_M=1e-12,
+                                       max_M=1e12)
+  assert not bool(out.accepted) and int(out.num_backtracks) == 2
+  assert float(out.M) == pytest.approx(4e-8, rel=1e-6) and set(out.step) == {"s"}
+  out = curvature.backtrack_cubic_step(theta, gamma, f(x), jnp.float32(1e-8), step_tree,
+                                       shrink=1.0, grow=10.0, max_backtracks=5, min_M=1e-12,
+                                       max_M=2e-7)
+  assert float(out.M) == pytest.approx(2e-7, rel=1e-6)  # grown, then capped at max_M

@@ -1,5 +1,6 @@
-"""Krylov cubic regularized Newton (optzoo.krylov): subproblem optimality, reductions to
-full cubic Newton and Newton, monotone descent, rejection, pytrees, solver."""
+"""Krylov cubic regularized Newton: reductions to full cubic Newton and Newton, monotone
+descent, rejection, pytrees, weight decay, errors, solver. (The cubic subproblem and the
+backtracking on M are tested with the building blocks in curvature_test.py.)"""
 
 from __future__ import annotations
 
@@ -8,72 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
 from optzoo import objectives
-from optzoo import krylov_cubic_newton, krylov_cubic_newton_minimize, scale_by_krylov_cubic_newton, \
-  solve_cubic_subproblem
-
-
-def _model(b, B, M, z):
-  return b @ z + 0.5 * z @ B @ z + M / 6.0 * np.linalg.norm(z) ** 3
-
-
-_solve = jax.jit(solve_cubic_subproblem)
-
-
-@settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**16), log_m=st.floats(-3.0, 3.0), shift=st.floats(-1.0, 2.0),
-       tridiagonal=st.booleans())
-def test_subproblem_optimality_float32(seed, log_m, shift, tridiagonal):
-  """(B + lam I) z = -b, lam = M |z| / 2, B + lam I PSD, to 1e-5 in float32; global minimum."""
-  m = 8
-  rng = np.random.default_rng(seed)
-  if tridiagonal:  # a Lanczos-like T (unreduced tridiagonal)
-    a, c = rng.uniform(0.0, 3.0, m) + shift, rng.uniform(0.1, 1.0, m - 1)
-    B = np.diag(a) + np.diag(c, 1) + np.diag(c, -1)
-    b = np.zeros(m)
-    b[0] = rng.uniform(0.1, 3.0)
-  else:
-    A = rng.normal(size=(m, m))
-    B = (A + A.T) / 2 + shift * np.eye(m)
-    b = rng.normal(size=m)
-  M = 10.0**log_m
-  B32, b32 = B.astype(np.float32), b.astype(np.float32)
-  sol = _solve(jnp.asarray(b32), jnp.asarray(B32), jnp.float32(M))
-  z, lam = np.asarray(sol.z, np.float64), float(sol.lam)
-  B, b = B32.astype(np.float64), b32.astype(np.float64)
-  scale = np.linalg.norm(B, 2) + lam
-  assert np.linalg.norm((B + lam * np.eye(m)) @ z + b) <= 1e-5 * scale * max(np.linalg.norm(z), 1.0)
-  assert abs(lam - M * np.linalg.norm(z) / 2.0) <= 1e-5 * lam
-  assert np.linalg.eigvalsh(B).min() + lam >= -1e-5 * scale
-  # reported model value, and global optimality against perturbations
-  f0 = _model(b, B, M, z)
-  assert float(sol.model) == pytest.approx(f0, rel=1e-4, abs=1e-6)
-  assert f0 <= 0.0
-  for _ in range(20):
-    dz = rng.normal(size=m) * (1e-2 + np.linalg.norm(z)) * rng.uniform(0.01, 1.0)
-    assert f0 <= _model(b, B, M, z + dz) + 1e-6 * max(abs(f0), 1.0)
-
-
-def test_subproblem_matches_brute_force_float64():
-  with jax.enable_x64(True):
-    rng = np.random.default_rng(0)
-    for M in (0.1, 1.0, 10.0):
-      A = rng.normal(size=(3, 3))
-      B = (A + A.T) / 2
-      b = rng.normal(size=3)
-      sol = solve_cubic_subproblem(jnp.asarray(b), jnp.asarray(B), M)
-      z = np.asarray(sol.z)
-      # brute force: many random starts of a local minimizer of the 3-d model
-      from scipy.optimize import minimize as sp_min  # noqa: PLC0415
-
-      best = min((sp_min(lambda x: _model(b, B, M, x), rng.normal(size=3) * 3, tol=1e-14)
-                  for _ in range(20)), key=lambda r: r.fun)
-      assert _model(b, B, M, z) <= best.fun + 1e-10
-      np.testing.assert_allclose(z, best.x, atol=1e-5)
+from optzoo import krylov_cubic_newton, krylov_cubic_newton_minimize, scale_by_krylov_cubic_newton
+from optzoo.curvature import solve_cubic_subproblem
 
 
 def _one_step(tx, loss, params):
@@ -257,11 +197,37 @@ def test_weight_decay_is_coupled_l2():
   np.testing.assert_allclose(np.asarray(u3), np.asarray(u4), rtol=1e-6, atol=1e-8)
 
 
+def test_weight_decay_mask_callable_on_a_pytree():
+  """mask as a callable params -> pytree of bools: only the selected leaves are decayed."""
+  def loss(p):
+    return jnp.sum(jnp.logaddexp(0.0, p["w"] - 1.0)) + jnp.sum((p["b"] - 0.5) ** 2)
+
+  params = {"w": jnp.linspace(-1.0, 1.0, 4), "b": jnp.ones(2)}
+  wd = 0.2
+
+  def reg_loss(p):
+    return loss(p) + 0.5 * wd * jnp.sum(p["w"] ** 2)
+
+  tx = krylov_cubic_newton(subspace_dim=4, weight_decay=wd,
+                           mask=lambda p: {"w": True, "b": False})
+  u1, _ = _one_step(tx, loss, params)
+  u2, _ = _one_step(scale_by_krylov_cubic_newton(subspace_dim=4), reg_loss, params)
+  for k in params:
+    np.testing.assert_allclose(np.asarray(u1[k]), np.asarray(u2[k]), rtol=1e-5, atol=1e-7)
+
+
 def test_errors():
   tx = krylov_cubic_newton()
   x = jnp.ones(3)
-  with pytest.raises(ValueError, match="obj_fn"):
+  with pytest.raises(ValueError, match="krylov_cubic_newton.update needs obj_fn"):
     tx.update(x, tx.init(x), x)
+  with pytest.raises(ValueError, match="needs params"):
+    tx.update(x, tx.init(x), None, obj_fn=jnp.sum)
+  core = scale_by_krylov_cubic_newton()
+  with pytest.raises(ValueError, match="scale_by_krylov_cubic_newton.update needs obj_fn"):
+    core.update(x, core.init(x), x)
+  with pytest.raises(TypeError):  # the mode argument reortho is keyword-only
+    scale_by_krylov_cubic_newton(10, 2e-3, 0.5, 2.0, 20, 1e-12, 1e12, "none")
   with pytest.raises(TypeError, match="subspace_dim"):
     krylov_cubic_newton(subspace_dim=2.5)
   with pytest.raises(ValueError, match="subspace_dim"):

@@ -5,18 +5,18 @@ the ``obj_fn`` keyword (params -> scalar loss), exactly like ``optax.contrib.sop
 
     updates, state = tx.update(grads, state, params, obj_fn=lambda p: loss(p, batch))
 
-The update follows the authors' official code (spec section 2 of ``adahessian.md``): the
-Hessian-diagonal moment is built from ``|H z|`` (spatially averaged), eps sits outside the
-power, weight decay is decoupled, and the Hessian can be refreshed every ``update_every`` steps
-(skipped steps do not compute the HVP: ``lax.cond``).
+The update follows the authors' official code: the Hessian-diagonal moment is built from
+``|H z|`` (spatially averaged), eps sits outside the power, weight decay is decoupled, and the
+Hessian can be refreshed every ``update_every`` steps (skipped steps do not compute the HVP:
+``lax.cond``). The probes and the estimate are ``optzoo.curvature``'s.
 
 Practical notes:
 
 * The HVP must use the same stochastic loss as the gradients (same batch, dropout mask, BN
   mode); clipping the gradients does not clip the curvature. With gradient accumulation, sum
   per-micro-batch HVPs rather than differentiating accumulated gradients.
-* Cost: an exact HVP costs several gradients' worth of arithmetic (XLA counts for a Flax
-  MLP are in ``benchmarks/results/adahessian_flops.md``); ``update_every > 1`` amortizes it.
+* Cost: an exact HVP costs several gradients' worth of arithmetic; ``update_every > 1``
+  amortizes it.
 * Multi-device: under ``jit`` with sharded params one key gives the same probes everywhere
   (threefry is partitionable). Under ``pmap``/``shard_map`` keep the key replicated (do not
   fold in the axis index) and ``pmean`` the gradients and the ``hessian_diag`` you pass.
@@ -27,18 +27,19 @@ Practical notes:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import functools
+from typing import Any, Callable, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-
 from optzoo import curvature
 from optzoo._src import alias, checks
 
-AVERAGING_MODES = ("official", "none", "fan_in")
+AveragingMode = Literal["official", "none", "fan_in"]
+AVERAGING_MODES = get_args(AveragingMode)
 
 
 class ScaleByAdaHessianState(NamedTuple):
@@ -85,6 +86,11 @@ def _window_axes(ndim: int) -> tuple[int, ...]:
 def block_mean(x: jax.Array, block_size: int, axis: int = 0) -> jax.Array:
   """Mean over contiguous blocks of ``block_size`` along ``axis``, broadcast back to ``x.shape``.
 
+  Args:
+    x: the array.
+    block_size: block length; must divide ``x.shape[axis]`` (else a ``ValueError``).
+    axis: the axis cut into blocks. Default 0.
+
   >>> import jax.numpy as jnp
   >>> block_mean(jnp.array([[1.0], [3.0], [5.0], [7.0]]), 2).ravel().tolist()
   [2.0, 2.0, 6.0, 6.0]
@@ -100,11 +106,21 @@ def block_mean(x: jax.Array, block_size: int, axis: int = 0) -> jax.Array:
   return jnp.broadcast_to(m, shape).reshape(x.shape)
 
 
-def average_curvature(d: jax.Array, averaging: Any, path: Any = ()) -> jax.Array:
-  """Spatial averaging of one leaf's ``|H z|`` (spec section 4), broadcast to the leaf's shape.
+def average_curvature(
+    d: jax.Array,
+    averaging: AveragingMode | int | Callable[[Any, jax.Array], jax.Array],
+    path: Any = (),
+) -> jax.Array:
+  """Spatial averaging of one leaf's ``|H z|`` (AdaHessian), broadcast to the leaf's shape.
+
+  Args:
+    d: one leaf of ``|H z|``.
+    averaging: one of the modes below (no default here; AdaHessian's default is
+      ``"official"``).
+    path: the leaf's key path, passed to a callable ``averaging``. Default ``()``.
 
   ``averaging``:
-    * ``"official"`` (default): no averaging for ``ndim <= 2`` (biases, dense kernels,
+    * ``"official"`` (AdaHessian's default): no averaging for ``ndim <= 2`` (biases, dense kernels,
       embeddings); a conv kernel ``(*window, in, out)`` (Flax/Haiku layout) is averaged over
       its window axes, e.g. ``(kh, kw)`` for a 2-D conv. This is the authors' CIFAR code.
     * ``"none"``: no averaging.
@@ -146,14 +162,110 @@ def _default_nu_dtype(dtype) -> jnp.dtype:
   return jnp.dtype(jnp.float32) if dtype.itemsize < 4 else dtype
 
 
-_MISSING_OBJ_FN = (
-    "scale_by_adahessian needs the objective to compute Hessian-vector products: pass it as "
-    "the obj_fn keyword of update, a function params -> scalar loss on the SAME minibatch as "
-    "the gradients, e.g.\n"
-    "    loss, grads = jax.value_and_grad(loss_fn)(params, batch)\n"
-    "    updates, state = tx.update(grads, state, params,\n"
-    "                               obj_fn=lambda p: loss_fn(p, batch))\n"
-    "(or pass hvp_fn=z -> H z, or a precomputed hessian_diag=z * H z).")
+class _Config(NamedTuple):
+  b1: float
+  b2: float
+  eps: float
+  hessian_power: float
+  update_every: int
+  averaging: Any
+  n_samples: int
+  linearize: bool
+
+
+def _init_state(params, *, averaging, update_every, mu_dtype, nu_dtype, raw_key):
+  for path, p in jax.tree_util.tree_leaves_with_path(params):
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+      raise TypeError(
+          f"scale_by_adahessian: param {jax.tree_util.keystr(path)} has dtype {p.dtype}; "
+          "Hutchinson probes need float leaves (mask integer leaves out with optax.masked).")
+    if isinstance(averaging, (int, np.integer)) and len(p.shape) == 2:
+      jax.eval_shape(lambda x: block_mean(x, int(averaging)), p)  # raises if it does not divide
+
+  def nu_dtype_for(p):
+    return nu_dtype if nu_dtype is not None else _default_nu_dtype(p.dtype)
+
+  mu = optax.tree.zeros_like(params, dtype=mu_dtype)
+  nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=nu_dtype_for(p)), params)
+  cache = None
+  if update_every > 1:
+    cache = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=nu_dtype_for(p)), params)
+  # a fresh key buffer per init: a state donated to a jitted step must not delete the key
+  # that later inits of this transform start from
+  return ScaleByAdaHessianState(
+      count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, hessian_diag=cache, key=jnp.array(raw_key))
+
+
+def _curvature_matvec(cfg, params, obj_fn, hvp_fn, hessian_diag):
+  """``z -> H z`` for a refresh (None when ``hessian_diag`` is given)."""
+  if hessian_diag is not None:
+    return None
+  if hvp_fn is not None:
+    return hvp_fn
+  if cfg.linearize and cfg.update_every > 1:
+    # Primal pass (forward + backward) outside the refresh cond: XLA merges it with the
+    # caller's own gradient computation, so a refresh pays only for the tangent pass and a
+    # skipped step pays nothing.
+    return jax.linearize(jax.grad(obj_fn), params)[1]
+  return lambda z: curvature.hvp(obj_fn, params, z)
+
+
+def _refresh(key, *, cfg, nu, like, matvec, hessian_diag):
+  """(new key, averaged |diag H| estimate D in nu's dtypes)."""
+  key, sub = jax.random.split(key)
+  if hessian_diag is not None:
+    est = hessian_diag
+  else:
+    est = curvature.hutchinson_estimate(matvec, like, sub, cfg.n_samples)
+  d = jax.tree_util.tree_map_with_path(
+      lambda path, e, v: average_curvature(jnp.abs(e).astype(v.dtype), cfg.averaging, path),
+      est, nu)
+  return key, d
+
+
+def _direction(g, m, v, *, cfg, count, power_is_one):
+  """One leaf of ``m_hat / (v_hat^(k/2) + eps)`` in at least float32, cast to ``g``'s dtype."""
+  ct = jnp.promote_types(v.dtype, jnp.float32)
+  t = count.astype(ct)
+  bc1 = 1.0 - jnp.asarray(cfg.b1, ct) ** t
+  bc2 = 1.0 - jnp.asarray(cfg.b2, ct) ** t
+  rms = jnp.sqrt(v.astype(ct) / bc2)
+  # exact for k = 1 (keeps loss-scale invariance bitwise); pow otherwise. A concrete k = 1
+  # (the default) needs no per-element pow at all; a traced k picks at run time.
+  if power_is_one:
+    denom = rms + jnp.asarray(cfg.eps, ct)
+  else:
+    k = jnp.asarray(cfg.hessian_power, ct)
+    denom = jnp.where(k == 1.0, rms, rms**k) + jnp.asarray(cfg.eps, ct)
+  return ((m.astype(ct) / bc1) / denom).astype(g.dtype)
+
+
+def _update(cfg, updates, state, params, obj_fn, hvp_fn, hessian_diag):
+  checks.check_same_structure(updates, params)
+  if hessian_diag is None and hvp_fn is None:
+    checks.require_obj_fn("scale_by_adahessian", obj_fn, params)
+  matvec = _curvature_matvec(cfg, params, obj_fn, hvp_fn, hessian_diag)
+  refresh = functools.partial(
+      _refresh, cfg=cfg, nu=state.nu, like=params if params is not None else updates,
+      matvec=matvec, hessian_diag=hessian_diag)
+  if cfg.update_every == 1:
+    key, d = refresh(state.key)
+    cache = None
+  else:
+    refresh_now = state.count % cfg.update_every == 0
+    key, d = jax.lax.cond(refresh_now, refresh, lambda k: (k, state.hessian_diag), state.key)
+    cache = d
+
+  count = optax.safe_increment(state.count)
+  mu = optax.tree.update_moment(updates, state.mu, cfg.b1, 1)
+  mu = optax.tree.cast_like(mu, state.mu)
+  b2 = cfg.b2
+  nu = jax.tree.map(lambda v, dd: (b2 * v + (1.0 - b2) * (dd * dd)).astype(v.dtype), state.nu, d)
+  power_is_one = checks.concrete_float(cfg.hessian_power) == 1.0
+  direction = functools.partial(_direction, cfg=cfg, count=count, power_is_one=power_is_one)
+  new_updates = jax.tree.map(direction, updates, mu, nu)
+  return new_updates, ScaleByAdaHessianState(
+      count=count, mu=mu, nu=nu, hessian_diag=cache, key=key)
 
 
 def scale_by_adahessian(
@@ -162,7 +274,8 @@ def scale_by_adahessian(
     eps: float = 1e-4,
     hessian_power: float = 1.0,
     update_every: int = 1,
-    averaging: Any = "official",
+    *,
+    averaging: AveragingMode | int | Callable[[Any, jax.Array], jax.Array] = "official",
     key: Any = 0,
     n_samples: int = 1,
     mu_dtype: Any | None = None,
@@ -180,36 +293,37 @@ def scale_by_adahessian(
     m_t = b_1 m_{t-1} + (1-b_1) g_t,\qquad v_t = b_2 v_{t-1} + (1-b_2) D_t^2,\\
     u_t = \frac{m_t / (1-b_1^t)}{\bigl(v_t / (1-b_2^t)\bigr)^{k/2} + \epsilon}.
 
-  ``|H z|`` equals ``|z * H z|`` (Hutchinson's diagonal estimate) because ``z = +-1``. The
-  bias corrections count optimizer steps, not refreshes. On skipped steps the cached
-  :math:`D` is reused and still enters :math:`v` (davda54/timm semantics) and no HVP is
-  computed (``lax.cond``). eps is outside the power, as in the official code (the paper's
-  Algorithm 1 has no eps).
+  ``|H z|`` equals ``|z * H z|`` (Hutchinson's diagonal estimate,
+  :func:`optzoo.curvature.hutchinson_estimate`) because ``z = +-1``. The bias corrections count
+  optimizer steps, not refreshes. On skipped steps the cached :math:`D` is reused and still
+  enters :math:`v` and no HVP is computed (``lax.cond``). eps is outside the power, as in the
+  authors' code (the paper's algorithm has no eps).
 
   ``update(updates, state, params, *, obj_fn=None, hvp_fn=None, hessian_diag=None)``: one of
   ``obj_fn`` (params -> scalar loss, the same minibatch loss as the gradients; the HVP is
   ``jax.jvp(jax.grad(obj_fn), (params,), (z,))``), ``hvp_fn`` (z -> H z at params) or
   ``hessian_diag`` (a precomputed ``z * H z``, e.g. from
-  :func:`optzoo.curvature.value_grad_and_hutchinson` with your own key) is required; a
-  missing one is a ``TypeError`` that shows how to pass ``obj_fn``. Other keywords are ignored.
+  :func:`optzoo.curvature.value_grad_and_hutchinson` with your own key) is required; with
+  none of them, or ``obj_fn`` without ``params``, ``update`` raises a ``ValueError`` that shows
+  how to pass ``obj_fn``. Other keywords are ignored.
 
   Args:
     b1: EMA rate of the gradients, in [0, 1). Default 0.9 (paper).
     b2: EMA rate of the squared curvature, in [0, 1). Default 0.999 (paper).
-    eps: added to the denominator, >= 0, in curvature units. Default 1e-4 (official code; the
+    eps: added to the denominator, >= 0, in curvature units. Default 1e-4 (authors' code; the
       paper's algorithm has none).
-    hessian_power: k in [0, 1]. Default 1 (paper); 0.5 in torch_optimizer. Changing it needs
-      a new learning rate.
+    hessian_power: k in [0, 1]. Default 1.0 (paper); 0.5 in torch_optimizer. Changing it
+      needs a new learning rate.
     update_every: refresh the Hessian estimate every this many steps (static int >= 1).
-      Default 1 (paper); davda54/timm call it ``update_each``.
+      Default 1 (paper).
     averaging: ``"official"`` (default), ``"none"``, ``"fan_in"``, an int block size, or a
-      callable ``(path, leaf) -> leaf``; see :func:`average_curvature`.
+      callable ``(path, leaf) -> leaf``; see :func:`optzoo.average_curvature`.
     key: int seed or raw ``jax.random.PRNGKey`` of the probes (kept in the state; same key,
       same trajectory). Default 0.
     n_samples: Hutchinson probes per refresh (static int >= 1); the signed ``z * H z`` are
-      averaged before the absolute value. Default 1 (official code, authors' issue #23).
-    mu_dtype: dtype of ``m``; ``None`` keeps the params' dtype.
-    nu_dtype: dtype of ``v`` and the cached ``D``; ``None`` is float32 for 16-bit params
+      averaged before the absolute value. Default 1 (authors' code).
+    mu_dtype: dtype of ``m``. Default None: the params' dtype.
+    nu_dtype: dtype of ``v`` and the cached ``D``. Default None: float32 for 16-bit params
       (``D * D`` underflows in fp16) and the params' dtype otherwise.
     linearize: how the ``obj_fn`` HVP is split around the refresh ``lax.cond`` (static; only
       matters for ``update_every > 1``). Default True: the primal pass (forward and backward,
@@ -234,8 +348,9 @@ def scale_by_adahessian(
     >>> optax.apply_updates(params, updates).tolist()   # a Newton step on a separable quadratic
     [0.0, 0.0]
 
-  Reference: Yao et al., ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning,
-  AAAI 2021, arXiv 2006.00719.
+  References:
+    Yao et al., `ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning
+    <https://arxiv.org/abs/2006.00719>`_, 2021
   """
   checks.check_beta("b1", b1)
   checks.check_beta("b2", b2)
@@ -247,98 +362,16 @@ def scale_by_adahessian(
   raw_key = _as_raw_key(key)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
   nu_dtype = None if nu_dtype is None else jnp.dtype(nu_dtype)
-
-  def nu_dtype_for(p):
-    return nu_dtype if nu_dtype is not None else _default_nu_dtype(p.dtype)
+  cfg = _Config(b1, b2, eps, hessian_power, update_every, averaging, n_samples, linearize)
 
   def init_fn(params):
-    for path, p in jax.tree_util.tree_leaves_with_path(params):
-      if not jnp.issubdtype(p.dtype, jnp.floating):
-        raise TypeError(
-            f"scale_by_adahessian: param {jax.tree_util.keystr(path)} has dtype {p.dtype}; "
-            "Hutchinson probes need float leaves (mask integer leaves out with optax.masked).")
-      if isinstance(averaging, (int, np.integer)) and len(p.shape) == 2:
-        jax.eval_shape(lambda x: block_mean(x, int(averaging)), p)  # raises if it does not divide
-    mu = optax.tree.zeros_like(params, dtype=mu_dtype)
-    nu = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=nu_dtype_for(p)), params)
-    cache = None
-    if update_every > 1:
-      cache = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=nu_dtype_for(p)), params)
-    # a fresh key buffer per init: a state donated to a jitted step must not delete the key
-    # that later inits of this transform start from
-    return ScaleByAdaHessianState(
-        count=jnp.zeros([], jnp.int32), mu=mu, nu=nu, hessian_diag=cache, key=jnp.array(raw_key))
+    return _init_state(params, averaging=averaging, update_every=update_every,
+                       mu_dtype=mu_dtype, nu_dtype=nu_dtype, raw_key=raw_key)
 
   def update_fn(updates, state, params=None, *, obj_fn=None, hvp_fn=None, hessian_diag=None,
                 **extra_args):
     del extra_args
-    checks.check_same_structure(updates, params)
-    if obj_fn is None and hvp_fn is None and hessian_diag is None:
-      raise TypeError(_MISSING_OBJ_FN)
-    if hessian_diag is None and hvp_fn is None and params is None:
-      raise ValueError("scale_by_adahessian: update needs params to evaluate obj_fn's "
-                       "Hessian-vector product: tx.update(grads, state, params, obj_fn=...).")
-
-    apply_hvp = hvp_fn
-    if hessian_diag is None and hvp_fn is None and linearize and update_every > 1:
-      # Primal pass (forward + backward) outside the refresh cond: XLA merges it with the
-      # caller's own gradient computation, so a refresh pays only for the tangent pass and a
-      # skipped step pays nothing.
-      apply_hvp = jax.linearize(jax.grad(obj_fn), params)[1]
-
-    def estimate(key):
-      """(new key, averaged |diag H| estimate D in nu's dtypes)."""
-      key, sub = jax.random.split(key)
-      if hessian_diag is not None:
-        est = hessian_diag
-      else:
-        base = params if params is not None else updates
-        est = None
-        for k in curvature._sample_keys(sub, n_samples):  # noqa: SLF001 - shared helper
-          z = curvature.rademacher_like(k, base)
-          hz = apply_hvp(z) if apply_hvp is not None else curvature.hvp(obj_fn, params, z)
-          zhz = jax.tree.map(jnp.multiply, z, hz)
-          est = zhz if est is None else jax.tree.map(jnp.add, est, zhz)
-        if n_samples > 1:
-          est = jax.tree.map(lambda e: e / n_samples, est)
-      d = jax.tree_util.tree_map_with_path(
-          lambda path, e, v: average_curvature(jnp.abs(e).astype(v.dtype), averaging, path),
-          est, state.nu)
-      return key, d
-
-    if update_every == 1:
-      key, d = estimate(state.key)
-      cache = None
-    else:
-      refresh = state.count % update_every == 0
-      key, d = jax.lax.cond(refresh, estimate, lambda k: (k, state.hessian_diag), state.key)
-      cache = d
-
-    count = optax.safe_increment(state.count)
-    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
-    mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
-    nu = jax.tree.map(lambda v, dd: (b2 * v + (1.0 - b2) * (dd * dd)).astype(v.dtype), state.nu, d)
-
-    power_is_one = checks.concrete_float(hessian_power) == 1.0
-
-    def direction(g, m, v):
-      ct = jnp.promote_types(v.dtype, jnp.float32)
-      t = count.astype(ct)
-      bc1 = 1.0 - jnp.asarray(b1, ct) ** t
-      bc2 = 1.0 - jnp.asarray(b2, ct) ** t
-      rms = jnp.sqrt(v.astype(ct) / bc2)
-      # exact for k = 1 (keeps loss-scale invariance bitwise); pow otherwise. A concrete k = 1
-      # (the default) needs no per-element pow at all; a traced k picks at run time.
-      if power_is_one:
-        denom = rms + jnp.asarray(eps, ct)
-      else:
-        k = jnp.asarray(hessian_power, ct)
-        denom = jnp.where(k == 1.0, rms, rms**k) + jnp.asarray(eps, ct)
-      return ((m.astype(ct) / bc1) / denom).astype(g.dtype)
-
-    new_updates = jax.tree.map(direction, updates, mu, nu)
-    return new_updates, ScaleByAdaHessianState(
-        count=count, mu=mu, nu=nu, hessian_diag=cache, key=key)
+    return _update(cfg, updates, state, params, obj_fn, hvp_fn, hessian_diag)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -351,7 +384,8 @@ def adahessian(
     weight_decay: optax.ScalarOrSchedule = 0.0,
     hessian_power: float = 1.0,
     update_every: int = 1,
-    averaging: Any = "official",
+    *,
+    averaging: AveragingMode | int | Callable[[Any, jax.Array], jax.Array] = "official",
     key: Any = 0,
     mask: Any | Callable[[optax.Params], Any] | None = None,
     n_samples: int = 1,
@@ -370,22 +404,29 @@ def adahessian(
   optax.scale_by_learning_rate(learning_rate))``: every reference implementation decays
   outside the preconditioner with the current learning rate. (The authors' CIFAR script passes
   ``wd / lr0``: to reproduce it use ``weight_decay = 5e-4 / 0.15``.)
+  ``update(updates, state, params, *, obj_fn=None, hvp_fn=None, hessian_diag=None)`` as in
+  :func:`scale_by_adahessian`.
 
   Args:
     learning_rate: step size or schedule (>= 0). Paper (CIFAR): 0.15 with step decay.
     b1: gradient EMA rate, in [0, 1). Default 0.9 (paper).
     b2: curvature EMA rate, in [0, 1). Default 0.999 (paper).
-    eps: denominator offset (>= 0). Default 1e-4 (official code).
-    weight_decay: decoupled decay (>= 0). Default 0; the paper's CIFAR runs use 5e-4 / 0.15.
-    hessian_power: k in [0, 1]. Default 1 (paper).
-    update_every: Hessian refresh period (static int). Default 1 (paper refreshes every step).
-    averaging: spatial averaging of ``|H z|``; default ``"official"`` (conv windows only).
+    eps: denominator offset (>= 0). Default 1e-4 (authors' code).
+    weight_decay: decoupled decay (>= 0). Default 0.0; the paper's CIFAR runs use 5e-4 / 0.15.
+    hessian_power: k in [0, 1]. Default 1.0 (paper).
+    update_every: Hessian refresh period (static int >= 1). Default 1 (paper refreshes every
+      step).
+    averaging: spatial averaging of ``|H z|``: ``"official"`` (default; conv windows only),
+      ``"none"``, ``"fan_in"``, an int block size or a callable; see
+      :func:`optzoo.average_curvature`.
     key: probe seed (int or raw PRNG key). Default 0.
-    mask: pytree of bools (or callable) selecting params to decay.
-    n_samples: probes per refresh (static int). Default 1 (official).
-    mu_dtype: dtype of the gradient EMA; ``None`` keeps the params'.
-    nu_dtype: dtype of the curvature EMA; ``None`` is float32 for 16-bit params.
-    linearize: primal pass of the HVP outside the refresh cond (default True); see
+    mask: which params are decayed: a pytree of bools or a callable params -> such a pytree.
+      Default None: all.
+    n_samples: probes per refresh (static int >= 1). Default 1 (authors' code).
+    mu_dtype: dtype of the gradient EMA. Default None: the params'.
+    nu_dtype: dtype of the curvature EMA. Default None: float32 for 16-bit params, else the
+      params'.
+    linearize: primal pass of the HVP outside the refresh cond. Default True; see
       :func:`scale_by_adahessian`.
 
   Example:
@@ -398,8 +439,9 @@ def adahessian(
     ...   updates, state = tx.update(jax.grad(loss)(params), state, params, obj_fn=loss)
     ...   params = optax.apply_updates(params, updates)
 
-  Reference: Yao et al., ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning,
-  AAAI 2021, arXiv 2006.00719.
+  References:
+    Yao et al., `ADAHESSIAN: An Adaptive Second Order Optimizer for Machine Learning
+    <https://arxiv.org/abs/2006.00719>`_, 2021
   """
   return alias.decoupled_alias(
       scale_by_adahessian(b1=b1, b2=b2, eps=eps, hessian_power=hessian_power,
