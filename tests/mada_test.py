@@ -144,22 +144,23 @@ def test_closed_form_tangents_match_jvp():
   with jax.enable_x64(True):
     rng = np.random.default_rng(3)
     arr = lambda scale=1.0: jnp.asarray(rng.normal(size=(7,)) * scale)  # noqa: E731
-    g, m, n, gp, ell = arr(), arr(), arr(), arr(), arr()
+    g, m, n, prev_grad, ell = arr(), arr(), arr(), arr(), arr()
     v, vb = jnp.abs(arr()) + 0.1, jnp.abs(arr()) + 0.1
-    kap = [jnp.asarray(x) for x in (0.8, 0.9, 0.3, 0.6, 0.4, 0.7)]
-    flags = dict(use_b3=True, use_c=True, use_rho=True, use_gamma=True, reference=False,
-                 eps=1e-8, eps_root=0.0, lion_b1=0.95, lion_b2=0.98)
+    kap = mada_mod._Coeffs(*(jnp.asarray(x) for x in (0.8, 0.9, 0.3, 0.6, 0.4, 0.7)))
+    rule = mada_mod._StepRule(b3=True, c=True, rho=True, gamma=True, reference=False,
+                              eps=1e-8, eps_root=0.0, lion_b1=0.95, lion_b2=0.98)
     t, first = jnp.asarray(5.0), jnp.asarray(False)
-    _, f = mada_mod._forward(kap, g, m, v, vb, n, gp, ell, t=t, first=first, **flags)
-    closed = mada_mod._tangents(kap, f, t, tuple(range(6)), **flags)
-    for i in range(6):
-      def along(x, i=i):
-        k = list(kap)
-        k[i] = x
-        return mada_mod._forward(k, g, m, v, vb, n, gp, ell, t=t, first=first, **flags)[0]
+    state = (g, m, v, vb, n, prev_grad, ell)
+    _, f = mada_mod._direction(kap, *state, t=t, first=first, rule=rule)
+    closed = mada_mod._tangents(kap, f, t, COEFF_NAMES, rule)
+    assert tuple(closed) == COEFF_NAMES
+    for name in COEFF_NAMES:
+      def along(x, name=name):
+        return mada_mod._direction(kap._replace(**{name: x}), *state, t=t, first=first,
+                                   rule=rule)[0]
 
-      jvp = jax.jvp(along, (kap[i],), (jnp.ones(()),))[1]
-      np.testing.assert_allclose(closed[i], jvp, rtol=1e-10, atol=1e-12, err_msg=COEFF_NAMES[i])
+      jvp = jax.jvp(along, (getattr(kap, name),), (jnp.ones(()),))[1]
+      np.testing.assert_allclose(closed[name], jvp, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 def test_no_hypergradient_at_step_one_and_no_rho_hypergradient_at_step_two():
