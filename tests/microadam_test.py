@@ -76,6 +76,7 @@ def test_ring_buffer_and_error_feedback_identity_before_quantization():
   tx = optzoo.scale_by_microadam(density=0.05, num_grads=3, block_size=64,
                                  quantize_ef=False, values_dtype=jnp.float32)
   state = tx.init(params)
+  assert state.qmin is None and state.qmax is None  # no quantization: no bucket stats
   step = jax.jit(lambda g, s: tx.update(g, s, params))
   total_g = jax.tree.map(jnp.zeros_like, params)
   window_sum = []
@@ -102,7 +103,7 @@ def test_ring_buffer_and_error_feedback_identity_before_quantization():
     sent_total = sum(w[key] for w in window_sum)
     np.testing.assert_allclose(np.asarray(sent_total + state.ef[key]),
                                np.asarray(total_g[key].reshape(-1)), rtol=1e-5, atol=1e-5)
-  assert int(state.count) == 6
+  assert int(state.count) == 6 and state.qmin is None and state.qmax is None
 
 
 def test_quantized_error_feedback_is_the_residual_up_to_half_a_step():
