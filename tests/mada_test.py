@@ -327,6 +327,13 @@ def test_bad_arguments_raise_naming_the_argument(kwargs, match):
     optzoo.mada(**{"learning_rate": 1e-3, **kwargs})
 
 
+def test_compat_and_mu_dtype_are_keyword_only():
+  with pytest.raises(TypeError):
+    optzoo.scale_by_mada(1e-3, *(0.9, 0.95, 0.0, 1.0, 1.0, 1.0, 1e-6, 0.0, 0.95, 0.98,
+                                 COEFF_NAMES, 0.1, 0.0, 10.0, 0, mada_mod.DEFAULT_BOUNDS, 0.0),
+                         "reference")
+
+
 def test_hyper_sgd_clips_and_uses_heavy_ball_momentum():
   """kappa <- proj(kappa - eta * buf), buf <- mu * buf + clip(h), clip(h) = h min(1, C/(|h|+1e-6))."""
   eta, mu, clip = 1e-3, 0.7, 1e-4

@@ -365,6 +365,20 @@ def test_validation(kwargs, name):
     metaoptimize(**args)
 
 
+def test_absent_meta_moments_are_none_and_modes_are_keyword_only():
+  for meta, has_mu, has_nu in (("lion", True, False), ("adam", True, True),
+                               ("rmsprop", False, True), ("sgd", False, False)):
+    state = metaoptimize(optax.scale_by_adam(), 1e-3, meta=meta).init(PARAMS)
+    assert (state.meta_mu is not None, state.meta_nu is not None) == (has_mu, has_nu), meta
+  with pytest.raises(TypeError):
+    metaoptimize(optax.scale_by_adam(), 1e-3, 1e-3, 1.0, "adam")
+
+
+def test_labels_missing_a_leaf_raise_naming_it():
+  with pytest.raises(ValueError, match="no value for the leaf"):
+    metaoptimize(optax.scale_by_adam(), 1e-3, granularity={"a": "x"}).init(PARAMS)
+
+
 def test_weight_decay_needs_params():
   tx = metaoptimize(optax.scale_by_adam(), 1e-3, weight_decay=0.1)
   state = tx.init(PARAMS)
