@@ -1,5 +1,5 @@
 """MADA: its corners against optax step by step, hypergradients against finite differences,
-the coefficient boxes, trimming, and the Reddi et al. online problem (spec mada.md section 8)."""
+the coefficient boxes, trimming, and the Reddi et al. online problem."""
 
 
 import jax
@@ -87,7 +87,7 @@ def test_yogi_corner_equals_optax_scale_by_yogi_with_zero_init():
 
 @pytest.mark.parametrize("compat,lion_b1", [("paper", 0.95), ("reference", 0.95 * 0.98)])
 def test_lion_corner_equals_optax_lion(compat, lion_b1):
-  """gamma = 0 is Lion(0.95, 0.98); the reference code's order makes it Lion(0.931, 0.98) (P3)."""
+  """gamma = 0 is Lion(0.95, 0.98); the reference code's order makes it Lion(0.931, 0.98)."""
   with jax.enable_x64(True):
     _assert_same_trajectory(
         optzoo.mada(1e-3, gamma=0.0, compat=compat, **FROZEN),
@@ -253,7 +253,7 @@ def test_trimming_drops_the_state_of_inactive_coefficients():
   assert all(x is not None for x in (full.nu_avg, full.diff_mu, full.prev_grad, full.lion_mu))
   assert len(full.tangents) == 6
   ref = optzoo.mada(1e-3, compat="reference").init(p)[0]
-  assert ref.prev_grad is None  # the reference's previous gradient is zero (P1)
+  assert ref.prev_grad is None  # the reference's previous gradient is zero
   adam = optzoo.bytes_per_param(optax.adam(1e-3), p)
   assert optzoo.bytes_per_param(optzoo.mada(1e-3, learn=()), p) == pytest.approx(adam, rel=0.1)
   assert optzoo.bytes_per_param(optzoo.mada(1e-3, learn=("b1", "b2")), p) == pytest.approx(

@@ -50,7 +50,7 @@ def test_density_one_full_window_is_adam_step_by_step(name, make_ref, kwargs):
 
 
 def test_windowed_adam_closed_form_for_a_constant_gradient():
-  # spec 6.1: with g = 1, m = 10 the global-step bias correction makes |u| grow past the window
+  # with g = 1, m = 10 the global-step bias correction makes |u| grow past the window
   tx = optzoo.scale_by_microadam(**EXACT, num_grads=10)
   p = jnp.zeros(3)
   state = tx.init(p)
@@ -201,7 +201,7 @@ def test_state_is_under_095_bytes_per_param_at_defaults():
   bpp = optzoo.bytes_per_param(tx, params)
   assert bpp <= 0.95
   assert optzoo.bytes_per_param(optax.adam(1e-3), params) == pytest.approx(8.0, abs=1e-3)
-  # and it is exactly the spec's layout: 4 m k + ceil(d/2) + 2 * 2 * ceil(d/q) per leaf, + count
+  # and it is exactly the reference's layout: 4 m k + ceil(d/2) + 2 * 2 * ceil(d/q) per leaf, + count
   expected = 4
   for p in params.values():
     d = int(np.prod(p.shape))
