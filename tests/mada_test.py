@@ -1,5 +1,5 @@
 """MADA: its corners against optax step by step, hypergradients against finite differences,
-the coefficient boxes, trimming, and the Reddi et al. online problem (spec mada.md section 8)."""
+the coefficient boxes, trimming, and the Reddi et al. online problem."""
 
 
 import jax
@@ -87,7 +87,7 @@ def test_yogi_corner_equals_optax_scale_by_yogi_with_zero_init():
 
 @pytest.mark.parametrize("compat,lion_b1", [("paper", 0.95), ("reference", 0.95 * 0.98)])
 def test_lion_corner_equals_optax_lion(compat, lion_b1):
-  """gamma = 0 is Lion(0.95, 0.98); the reference code's order makes it Lion(0.931, 0.98) (P3)."""
+  """gamma = 0 is Lion(0.95, 0.98); the reference code's order makes it Lion(0.931, 0.98)."""
   with jax.enable_x64(True):
     _assert_same_trajectory(
         optzoo.mada(1e-3, gamma=0.0, compat=compat, **FROZEN),
@@ -144,22 +144,23 @@ def test_closed_form_tangents_match_jvp():
   with jax.enable_x64(True):
     rng = np.random.default_rng(3)
     arr = lambda scale=1.0: jnp.asarray(rng.normal(size=(7,)) * scale)  # noqa: E731
-    g, m, n, gp, ell = arr(), arr(), arr(), arr(), arr()
+    g, m, n, prev_grad, ell = arr(), arr(), arr(), arr(), arr()
     v, vb = jnp.abs(arr()) + 0.1, jnp.abs(arr()) + 0.1
-    kap = [jnp.asarray(x) for x in (0.8, 0.9, 0.3, 0.6, 0.4, 0.7)]
-    flags = dict(use_b3=True, use_c=True, use_rho=True, use_gamma=True, reference=False,
-                 eps=1e-8, eps_root=0.0, lion_b1=0.95, lion_b2=0.98)
+    kap = mada_mod._Coeffs(*(jnp.asarray(x) for x in (0.8, 0.9, 0.3, 0.6, 0.4, 0.7)))
+    rule = mada_mod._StepRule(b3=True, c=True, rho=True, gamma=True, reference=False,
+                              eps=1e-8, eps_root=0.0, lion_b1=0.95, lion_b2=0.98)
     t, first = jnp.asarray(5.0), jnp.asarray(False)
-    _, f = mada_mod._forward(kap, g, m, v, vb, n, gp, ell, t=t, first=first, **flags)
-    closed = mada_mod._tangents(kap, f, t, tuple(range(6)), **flags)
-    for i in range(6):
-      def along(x, i=i):
-        k = list(kap)
-        k[i] = x
-        return mada_mod._forward(k, g, m, v, vb, n, gp, ell, t=t, first=first, **flags)[0]
+    state = (g, m, v, vb, n, prev_grad, ell)
+    _, f = mada_mod._direction(kap, *state, t=t, first=first, rule=rule)
+    closed = mada_mod._tangents(kap, f, t, COEFF_NAMES, rule)
+    assert tuple(closed) == COEFF_NAMES
+    for name in COEFF_NAMES:
+      def along(x, name=name):
+        return mada_mod._direction(kap._replace(**{name: x}), *state, t=t, first=first,
+                                   rule=rule)[0]
 
-      jvp = jax.jvp(along, (kap[i],), (jnp.ones(()),))[1]
-      np.testing.assert_allclose(closed[i], jvp, rtol=1e-10, atol=1e-12, err_msg=COEFF_NAMES[i])
+      jvp = jax.jvp(along, (getattr(kap, name),), (jnp.ones(()),))[1]
+      np.testing.assert_allclose(closed[name], jvp, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 def test_no_hypergradient_at_step_one_and_no_rho_hypergradient_at_step_two():
@@ -252,7 +253,7 @@ def test_trimming_drops_the_state_of_inactive_coefficients():
   assert all(x is not None for x in (full.nu_avg, full.diff_mu, full.prev_grad, full.lion_mu))
   assert len(full.tangents) == 6
   ref = optzoo.mada(1e-3, compat="reference").init(p)[0]
-  assert ref.prev_grad is None  # the reference's previous gradient is zero (P1)
+  assert ref.prev_grad is None  # the reference's previous gradient is zero
   adam = optzoo.bytes_per_param(optax.adam(1e-3), p)
   assert optzoo.bytes_per_param(optzoo.mada(1e-3, learn=()), p) == pytest.approx(adam, rel=0.1)
   assert optzoo.bytes_per_param(optzoo.mada(1e-3, learn=("b1", "b2")), p) == pytest.approx(
@@ -324,6 +325,13 @@ def test_learned_mada_reduces_a_quadratic():
 def test_bad_arguments_raise_naming_the_argument(kwargs, match):
   with pytest.raises(ValueError, match=match):
     optzoo.mada(**{"learning_rate": 1e-3, **kwargs})
+
+
+def test_compat_and_mu_dtype_are_keyword_only():
+  with pytest.raises(TypeError):
+    optzoo.scale_by_mada(1e-3, *(0.9, 0.95, 0.0, 1.0, 1.0, 1.0, 1e-6, 0.0, 0.95, 0.98,
+                                 COEFF_NAMES, 0.1, 0.0, 10.0, 0, mada_mod.DEFAULT_BOUNDS, 0.0),
+                         "reference")
 
 
 def test_hyper_sgd_clips_and_uses_heavy_ball_momentum():

@@ -50,7 +50,7 @@ def test_density_one_full_window_is_adam_step_by_step(name, make_ref, kwargs):
 
 
 def test_windowed_adam_closed_form_for_a_constant_gradient():
-  # spec 6.1: with g = 1, m = 10 the global-step bias correction makes |u| grow past the window
+  # with g = 1, m = 10 the global-step bias correction makes |u| grow past the window
   tx = optzoo.scale_by_microadam(**EXACT, num_grads=10)
   p = jnp.zeros(3)
   state = tx.init(p)
@@ -76,6 +76,7 @@ def test_ring_buffer_and_error_feedback_identity_before_quantization():
   tx = optzoo.scale_by_microadam(density=0.05, num_grads=3, block_size=64,
                                  quantize_ef=False, values_dtype=jnp.float32)
   state = tx.init(params)
+  assert state.qmin is None and state.qmax is None  # no quantization: no bucket stats
   step = jax.jit(lambda g, s: tx.update(g, s, params))
   total_g = jax.tree.map(jnp.zeros_like, params)
   window_sum = []
@@ -102,7 +103,7 @@ def test_ring_buffer_and_error_feedback_identity_before_quantization():
     sent_total = sum(w[key] for w in window_sum)
     np.testing.assert_allclose(np.asarray(sent_total + state.ef[key]),
                                np.asarray(total_g[key].reshape(-1)), rtol=1e-5, atol=1e-5)
-  assert int(state.count) == 6
+  assert int(state.count) == 6 and state.qmin is None and state.qmax is None
 
 
 def test_quantized_error_feedback_is_the_residual_up_to_half_a_step():
@@ -200,7 +201,7 @@ def test_state_is_under_095_bytes_per_param_at_defaults():
   bpp = optzoo.bytes_per_param(tx, params)
   assert bpp <= 0.95
   assert optzoo.bytes_per_param(optax.adam(1e-3), params) == pytest.approx(8.0, abs=1e-3)
-  # and it is exactly the spec's layout: 4 m k + ceil(d/2) + 2 * 2 * ceil(d/q) per leaf, + count
+  # and it is exactly the reference's layout: 4 m k + ceil(d/2) + 2 * 2 * ceil(d/q) per leaf, + count
   expected = 4
   for p in params.values():
     d = int(np.prod(p.shape))

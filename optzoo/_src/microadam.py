@@ -1,15 +1,18 @@
 """MicroAdam: Adam-quality steps with under one byte of optimizer state per parameter.
 
-Modoranu et al., "MicroAdam: Accurate Adaptive Optimization with Low Space Overhead and
-Provable Convergence", NeurIPS 2024, arXiv 2405.15593. Follows ``specs/microadam.md``, which was
-checked against the authors' code: block-wise top-k with 4-bit error feedback, a ring buffer of
-the last m sparse gradients, Adam moments rebuilt from the window with the global-step bias
-correction, and the sparse update. Unlike the CUDA reference it runs on any backend, for any
-float dtype and any density.
+Block-wise top-k of the gradient with a 4-bit quantized error feedback, a ring buffer of the
+last ``m`` sparse gradients, Adam moments rebuilt from that window with the global-step bias
+correction, and a sparse update, as in the authors' code. Unlike the CUDA reference it runs
+on any backend, for any float dtype and any density.
+
+References:
+  Modoranu et al., `MicroAdam: Accurate Adaptive Optimization with Low Space Overhead and
+  Provable Convergence <https://arxiv.org/abs/2405.15593>`_, 2024
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -18,7 +21,7 @@ import numpy as np
 import optax
 
 
-from optzoo._src import alias, checks
+from optzoo._src import alias, checks, trees
 from optzoo import compression as C
 
 
@@ -31,8 +34,8 @@ class ScaleByMicroAdamState(NamedTuple):
     val: per leaf, ``(m, k)`` values of the window's sparse gradients (``values_dtype``).
     ef: per leaf, the error feedback: ``ceil(d/2)`` uint8 (two 4-bit codes per byte), or a
       ``(d,)`` float32 array when ``quantize_ef=False``.
-    qmin: per leaf, the per-bucket minimum of the error feedback (``stats_dtype``, ``ceil(d/q)``;
-      empty when ``quantize_ef=False``).
+    qmin: per leaf, the per-bucket minimum of the error feedback (``stats_dtype``,
+      ``ceil(d/q)``), or None when ``quantize_ef=False``.
     qmax: per leaf, the per-bucket maximum, like ``qmin``.
   """
 
@@ -40,12 +43,166 @@ class ScaleByMicroAdamState(NamedTuple):
   idx: optax.Updates
   val: optax.Updates
   ef: optax.Updates
-  qmin: optax.Updates
-  qmax: optax.Updates
+  qmin: optax.Updates | None
+  qmax: optax.Updates | None
 
 
-def _size(p) -> int:
-  return int(np.prod(p.shape))
+class _Config(NamedTuple):
+  """The validated, static arguments of :func:`scale_by_microadam`."""
+
+  b1: float
+  b2: float
+  eps: float
+  num_grads: int
+  density: float
+  bucket: int
+  block_size: int
+  quantize_ef: bool
+  values_dtype: Any
+  stats_dtype: Any
+  error_feedback: bool
+  approx_topk_recall: float | None
+
+
+class _Window(NamedTuple):
+  """Per-step scalars shared by every leaf: the ring slot, the row weights ``b^age`` (0 for
+  rows not yet written), and the bias corrections ``(1 - b) / (1 - b^t)``."""
+
+  slot: jax.Array
+  w1: jax.Array
+  w2: jax.Array
+  bc1: jax.Array
+  bc2: jax.Array
+  eps: jax.Array
+
+
+def _config(b1, b2, eps, num_grads, density, quant_bucket_size, block_size, quantize_ef,
+            values_dtype, stats_dtype, error_feedback, approx_topk_recall) -> _Config:
+  """Validates the arguments of :func:`scale_by_microadam` (errors name the argument)."""
+  checks.check_beta("b1", b1)
+  checks.check_beta("b2", b2)
+  checks.check_range("eps", eps, 0.0)
+  m = checks.check_int("num_grads", num_grads, 1)
+  checks.check_range("density", density, 0.0, 1.0, low_open=True)
+  if checks.concrete_float(density) is None:
+    raise TypeError(f"density must be a Python number (it fixes the top-k size), got {density!r}.")
+  q = checks.check_int("quant_bucket_size", quant_bucket_size, 2)
+  if q % 2:
+    raise ValueError(f"quant_bucket_size={q} must be even (codes are packed in pairs).")
+  bsz = checks.check_int("block_size", block_size, 1, C.MAX_BLOCK_SIZE)
+  if approx_topk_recall is not None:
+    checks.check_range("approx_topk_recall", approx_topk_recall, 0.0, 1.0, low_open=True)
+    approx_topk_recall = float(approx_topk_recall)
+  return _Config(
+      b1=b1, b2=b2, eps=eps, num_grads=m, density=float(density), bucket=q, block_size=bsz,
+      quantize_ef=bool(quantize_ef), values_dtype=jnp.dtype(values_dtype),
+      stats_dtype=jnp.dtype(stats_dtype), error_feedback=bool(error_feedback),
+      approx_topk_recall=approx_topk_recall)
+
+
+def _layout(cfg: _Config, p) -> C.BlockLayout:
+  return C.block_layout(int(np.prod(p.shape)), cfg.block_size, cfg.density)
+
+
+def _init_leaf(cfg: _Config, p):
+  """``(idx, val, ef, qmin, qmax)`` of one leaf, all zero (qmin, qmax None unquantized)."""
+  lay = _layout(cfg, p)
+  d = lay.size
+  # Flattened (not param-shaped) state: created from scratch, so use jnp.zeros with a
+  # shape computed from the (possibly abstract) leaf.
+  idx = jnp.zeros((cfg.num_grads, lay.k), jnp.int16)
+  val = jnp.zeros((cfg.num_grads, lay.k), cfg.values_dtype)
+  if not cfg.quantize_ef:
+    return idx, val, jnp.zeros((d,), jnp.float32), None, None
+  n_q = C.num_buckets(d, cfg.bucket)
+  ef = jnp.zeros(((d + 1) // 2,), jnp.uint8)
+  lo = jnp.zeros((n_q,), cfg.stats_dtype)
+  hi = jnp.zeros((n_q,), cfg.stats_dtype)
+  return idx, val, ef, lo, hi
+
+
+def _init(cfg: _Config, params) -> ScaleByMicroAdamState:
+  treedef = jax.tree.structure(params)
+  fields = trees.unzip(treedef, [_init_leaf(cfg, p) for p in jax.tree.leaves(params)], 5)
+  idx, val, ef, qmin, qmax = fields
+  if not cfg.quantize_ef:
+    qmin = qmax = None
+  return ScaleByMicroAdamState(jnp.zeros([], jnp.int32), idx, val, ef, qmin, qmax)
+
+
+def _window(cfg: _Config, state_count: jax.Array, count: jax.Array) -> _Window:
+  m = cfg.num_grads
+  t = count.astype(jnp.float32)
+  rows = jnp.arange(m, dtype=jnp.int32)
+  age = (count - 1 - rows) % m
+  live = rows < jnp.minimum(count, m)
+  b1_ = jnp.asarray(cfg.b1, jnp.float32)
+  b2_ = jnp.asarray(cfg.b2, jnp.float32)
+  return _Window(
+      slot=state_count % m,
+      w1=jnp.where(live, b1_ ** age.astype(jnp.float32), 0.0),
+      w2=jnp.where(live, b2_ ** age.astype(jnp.float32), 0.0),
+      bc1=(1.0 - b1_) / (1.0 - b1_ ** t),
+      bc2=(1.0 - b2_) / (1.0 - b2_ ** t),
+      eps=jnp.asarray(cfg.eps, jnp.float32))
+
+
+def _compress(cfg: _Config, g, lay: C.BlockLayout, ef, lo, hi):
+  """Error feedback add, block top-k, and the new error feedback (the residual, quantized):
+  ``(relative indices, values, ef, lo, hi)``."""
+  d = lay.size
+  acc = jnp.reshape(g, (-1,)).astype(jnp.float32)
+  if cfg.error_feedback:
+    acc = acc + (C.dequantize_4bit(ef, lo, hi, d, cfg.bucket) if cfg.quantize_ef else ef)
+  # the residual is the accumulator with the selected entries zeroed
+  rel, v = C.topk_blocks(acc, lay, values_dtype=None, approx_recall=cfg.approx_topk_recall)
+  resid = acc.at[C.global_indices(rel, lay)].set(0.0)
+  if not cfg.error_feedback:
+    pass  # the residual is dropped; ef stays 0
+  elif cfg.quantize_ef:
+    ef, lo, hi = C.quantize_4bit(resid, cfg.bucket, cfg.stats_dtype)
+  else:
+    ef = resid
+  return rel, v, ef, lo, hi
+
+
+def _leaf_update(cfg: _Config, win: _Window, g, idx, val, ef, lo, hi):
+  """One leaf: ``(u, idx, val, ef, lo, hi)``."""
+  lay = _layout(cfg, g)
+  d = lay.size
+  if d == 0:
+    return jnp.zeros_like(g), idx, val, ef, lo, hi
+  rel, v, ef, lo, hi = _compress(cfg, g, lay, ef, lo, hi)
+  # ring buffer write at slot (t - 1) mod m
+  idx = jax.lax.dynamic_update_index_in_dim(idx, rel.astype(idx.dtype), win.slot, 0)
+  val = jax.lax.dynamic_update_index_in_dim(val, v.astype(val.dtype), win.slot, 0)
+  # both moments from the window in one scatter-add
+  vw = val.astype(jnp.float32)
+  contrib = jnp.stack([win.w1[:, None] * vw, win.w2[:, None] * vw * vw], axis=-1)
+  gidx = C.global_indices(idx, lay).reshape(-1)
+  z = jnp.zeros((d, 2), jnp.float32).at[gidx].add(contrib.reshape(-1, 2))
+  mhat = win.bc1 * z[:, 0]
+  vhat = win.bc2 * z[:, 1]
+  u = jnp.where(vhat > 0, mhat / (jnp.sqrt(vhat) + win.eps), 0.0)
+  return u.reshape(g.shape).astype(g.dtype), idx, val, ef, lo, hi
+
+
+def _update(cfg: _Config, updates, state: ScaleByMicroAdamState, params=None, **extra_args):
+  del extra_args
+  checks.check_same_structure(updates, params)
+  count = optax.safe_increment(state.count)
+  win = _window(cfg, state.count, count)
+  leaves, treedef = jax.tree.flatten(updates)
+
+  def fields(tree):
+    return [None] * len(leaves) if tree is None else treedef.flatten_up_to(tree)
+
+  outs = [_leaf_update(cfg, win, g, *fs) for g, *fs in zip(
+      leaves, *map(fields, (state.idx, state.val, state.ef, state.qmin, state.qmax)))]
+  u, idx, val, ef, qmin, qmax = trees.unzip(treedef, outs, 6)
+  if not cfg.quantize_ef:
+    qmin = qmax = None
+  return u, ScaleByMicroAdamState(count, idx, val, ef, qmin, qmax)
 
 
 def scale_by_microadam(
@@ -79,7 +236,7 @@ def scale_by_microadam(
     \hat m = \frac{1-\beta_1}{1-\beta_1^t} z_1,\qquad \hat v = \frac{1-\beta_2}{1-\beta_2^t} z_2
 
   The bias correction uses the global t even once the window is full ("windowed Adam": with
-  a constant gradient |u| grows past 1 after m steps, by design of the reference). u is exactly
+  a constant gradient |u| grows past 1 after m steps, as in the authors' code). u is exactly
   0 at coordinates absent from the window, so at most ``min(t, m) * k`` entries are non-zero.
   Top-k keeps ``ceil(B * density)`` entries of each block of B = ``block_size`` consecutive
   elements (and ``ceil(r * density)`` of the remainder r); a leaf smaller than a block is one
@@ -88,28 +245,29 @@ def scale_by_microadam(
   the gradients' dtype.
 
   Args:
-    b1: decay of the first moment, in [0, 1). Paper: 0.9.
-    b2: decay of the second moment, in [0, 1). Paper: 0.999.
-    eps: added to the root of the second moment, >= 0. Paper: 1e-8.
-    num_grads: m, window length (static). Paper: 10.
-    density: fraction of each block kept by top-k, in (0, 1] (static). Paper: 0.01.
+    b1: decay of the first moment, in [0, 1). Default 0.9 (paper).
+    b2: decay of the second moment, in [0, 1). Default 0.999 (paper).
+    eps: added to the root of the second moment, >= 0. Default 1e-8 (paper).
+    num_grads: m, window length (static). Default 10 (paper).
+    density: fraction of each block kept by top-k, in (0, 1] (static). Default 0.01 (paper).
     quant_bucket_size: q, elements per quantization bucket, even (static). Default 128 so
       that the state stays below 0.95 bytes/param (4 m density + 0.5 + 4/q); the paper's runs
       use 100000 (GLUE), 64 (Llama-2) or 32 (CIFAR-10).
     block_size: B, top-k block size, 1 to 32767 so relative indices fit int16 (static).
-      Default 4096 [inferred]; the reference derives it from GPU shared memory (20864 on A100,
-      29056 on H100).
+      Default 4096, optzoo's choice: the authors' code derives it from the GPU's shared
+      memory (20864 on A100, 29056 on H100).
     quantize_ef: store the error feedback as 4-bit codes (default True, as the paper); False
-      keeps it as dense float32 (4 bytes/param) [option].
+      keeps it as dense float32 (4 bytes/param), an optzoo option.
     values_dtype: dtype of the stored top-k values (default bfloat16, as the reference;
       float32 makes density 1 with a full window exactly Adam).
     stats_dtype: dtype of the per-bucket min and max (default bfloat16, as the reference);
       they are rounded outward so they still bracket the float32 residual.
     error_feedback: keep the top-k residual and add it to the next gradient (default True,
-      the paper); False drops it ("TopK-Adam", the paper's Fig. 1 ablation) [option].
+      the paper); False drops it ("TopK-Adam", the paper's Fig. 1 ablation), an optzoo
+      option.
     approx_topk_recall: None (default) selects with the exact ``jax.lax.top_k``; a recall
       target such as 0.95 uses ``jax.lax.approx_max_k`` (fast on TPU, exact on CPU/GPU);
-      missed entries stay in the error feedback (static) [option, spec section 5].
+      missed entries stay in the error feedback (static). An optzoo option.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``.
@@ -125,113 +283,14 @@ def scale_by_microadam(
     >>> [round(float(u), 4) for u in updates["w"][1::2]]
     [0.01, -0.01]
 
-  Reference: Modoranu et al., MicroAdam: Accurate Adaptive Optimization with Low Space
-  Overhead and Provable Convergence, arXiv 2405.15593.
+  References:
+    Modoranu et al., `MicroAdam: Accurate Adaptive Optimization with Low Space Overhead and
+    Provable Convergence <https://arxiv.org/abs/2405.15593>`_, 2024
   """
-  checks.check_beta("b1", b1)
-  checks.check_beta("b2", b2)
-  checks.check_range("eps", eps, 0.0)
-  m = checks.check_int("num_grads", num_grads, 1)
-  checks.check_range("density", density, 0.0, 1.0, low_open=True)
-  if checks.concrete_float(density) is None:
-    raise TypeError(f"density must be a Python number (it fixes the top-k size), got {density!r}.")
-  density = float(density)
-  q = checks.check_int("quant_bucket_size", quant_bucket_size, 2)
-  if q % 2:
-    raise ValueError(f"quant_bucket_size={q} must be even (codes are packed in pairs).")
-  bsz = checks.check_int("block_size", block_size, 1, C.MAX_BLOCK_SIZE)
-  quantize_ef = bool(quantize_ef)
-  error_feedback = bool(error_feedback)
-  if approx_topk_recall is not None:
-    checks.check_range("approx_topk_recall", approx_topk_recall, 0.0, 1.0, low_open=True)
-    approx_topk_recall = float(approx_topk_recall)
-  values_dtype = jnp.dtype(values_dtype)
-  stats_dtype = jnp.dtype(stats_dtype)
-
-  def layout(p) -> C.BlockLayout:
-    return C.block_layout(_size(p), bsz, density)
-
-  def init_leaf(p):
-    lay = layout(p)
-    d = lay.size
-    # Flattened (not param-shaped) state: created from scratch, so use jnp.zeros with a
-    # shape computed from the (possibly abstract) leaf.
-    idx = jnp.zeros((m, lay.k), jnp.int16)
-    val = jnp.zeros((m, lay.k), values_dtype)
-    if quantize_ef:
-      n_q = C.num_buckets(d, q)
-      ef = jnp.zeros(((d + 1) // 2,), jnp.uint8)
-      lo = jnp.zeros((n_q,), stats_dtype)
-      hi = jnp.zeros((n_q,), stats_dtype)
-    else:
-      ef = jnp.zeros((d,), jnp.float32)
-      lo = jnp.zeros((0,), stats_dtype)
-      hi = jnp.zeros((0,), stats_dtype)
-    return idx, val, ef, lo, hi
-
-  def init_fn(params):
-    leaves, treedef = jax.tree.flatten(params)
-    parts = [init_leaf(p) for p in leaves]
-    fields = [treedef.unflatten([pt[i] for pt in parts]) for i in range(5)]
-    return ScaleByMicroAdamState(jnp.zeros([], jnp.int32), *fields)
-
-  def update_fn(updates, state, params=None, **extra_args):
-    del extra_args
-    checks.check_same_structure(updates, params)
-    count = optax.safe_increment(state.count)
-    t = count.astype(jnp.float32)
-    slot = state.count % m
-    rows = jnp.arange(m, dtype=jnp.int32)
-    age = (count - 1 - rows) % m
-    live = rows < jnp.minimum(count, m)
-    b1_ = jnp.asarray(b1, jnp.float32)
-    b2_ = jnp.asarray(b2, jnp.float32)
-    w1 = jnp.where(live, b1_ ** age.astype(jnp.float32), 0.0)
-    w2 = jnp.where(live, b2_ ** age.astype(jnp.float32), 0.0)
-    bc1 = (1.0 - b1_) / (1.0 - b1_ ** t)
-    bc2 = (1.0 - b2_) / (1.0 - b2_ ** t)
-    eps_ = jnp.asarray(eps, jnp.float32)
-
-    def leaf(g, idx, val, ef, lo, hi):
-      lay = layout(g)
-      d = lay.size
-      if d == 0:
-        return jnp.zeros_like(g), idx, val, ef, lo, hi
-      # 1. error feedback add
-      acc = jnp.reshape(g, (-1,)).astype(jnp.float32)
-      if error_feedback:
-        acc = acc + (C.dequantize_4bit(ef, lo, hi, d, q) if quantize_ef else ef)
-      # 2-3. block top-k; the residual is the accumulator with the selected entries zeroed
-      rel, v = C.topk_blocks(acc, lay, values_dtype=None, approx_recall=approx_topk_recall)
-      resid = acc.at[C.global_indices(rel, lay)].set(0.0)
-      # 4-5. new error feedback
-      if not error_feedback:
-        pass  # the residual is dropped; ef stays 0
-      elif quantize_ef:
-        ef, lo, hi = C.quantize_4bit(resid, q, stats_dtype)
-      else:
-        ef = resid
-      # ring buffer write at slot (t - 1) mod m
-      idx = jax.lax.dynamic_update_index_in_dim(idx, rel.astype(idx.dtype), slot, 0)
-      val = jax.lax.dynamic_update_index_in_dim(val, v.astype(val.dtype), slot, 0)
-      # 7. both moments from the window in one scatter-add
-      vw = val.astype(jnp.float32)
-      contrib = jnp.stack([w1[:, None] * vw, w2[:, None] * vw * vw], axis=-1)
-      gidx = C.global_indices(idx, lay).reshape(-1)
-      z = jnp.zeros((d, 2), jnp.float32).at[gidx].add(contrib.reshape(-1, 2))
-      mhat = bc1 * z[:, 0]
-      vhat = bc2 * z[:, 1]
-      u = jnp.where(vhat > 0, mhat / (jnp.sqrt(vhat) + eps_), 0.0)
-      return u.reshape(g.shape).astype(g.dtype), idx, val, ef, lo, hi
-
-    leaves, treedef = jax.tree.flatten(updates)
-    fields = [treedef.flatten_up_to(f) for f in
-              (state.idx, state.val, state.ef, state.qmin, state.qmax)]
-    outs = [leaf(g, *fs) for g, *fs in zip(leaves, *fields)]
-    new = [treedef.unflatten([o[i] for o in outs]) for i in range(6)]
-    return new[0], ScaleByMicroAdamState(count, *new[1:])
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  cfg = _config(b1, b2, eps, num_grads, density, quant_bucket_size, block_size, quantize_ef,
+                values_dtype, stats_dtype, error_feedback, approx_topk_recall)
+  return optax.GradientTransformationExtraArgs(
+      functools.partial(_init, cfg), functools.partial(_update, cfg))
 
 
 def microadam(
@@ -270,15 +329,22 @@ def microadam(
     density: top-k density per block, in (0, 1] (static). Default 0.01 (paper).
     quant_bucket_size: error-feedback quantization bucket, even (static). Default 128 (paper:
       100000 / 64 / 32 by experiment; 64 would cost 0.963 bytes/param).
-    block_size: top-k block size, <= 32767 (static). Default 4096 [inferred].
+    block_size: top-k block size, <= 32767 (static). Default 4096 (optzoo's choice; the
+      authors' code sizes it to the GPU).
     weight_decay: decoupled decay (>= 0), multiplied by the learning rate. Default 0 (paper).
     mask: pytree of bools (or a callable returning one) selecting the params to decay.
-    quantize_ef: 4-bit error feedback (default True); False stores it in float32 [option].
+      Default None: decay every param.
+    quantize_ef: 4-bit error feedback (default True); False stores it in float32 (an optzoo
+      option).
     values_dtype: stored top-k values (default bfloat16, as the reference).
     stats_dtype: stored quantization min/max (default bfloat16, as the reference).
-    error_feedback: feed the top-k residual back (default True); False is TopK-Adam [option].
+    error_feedback: feed the top-k residual back (default True); False is TopK-Adam (an
+      optzoo option).
     approx_topk_recall: None = exact top-k (default); a recall target uses
-      ``jax.lax.approx_max_k`` (for TPU) [option].
+      ``jax.lax.approx_max_k`` (for TPU; an optzoo option).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs``.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, optzoo
@@ -291,8 +357,9 @@ def microadam(
     >>> round(optzoo.bytes_per_param(tx, params), 3)   # optax.adam: 8.0
     0.937
 
-  Reference: Modoranu et al., MicroAdam: Accurate Adaptive Optimization with Low Space
-  Overhead and Provable Convergence, arXiv 2405.15593.
+  References:
+    Modoranu et al., `MicroAdam: Accurate Adaptive Optimization with Low Space Overhead and
+    Provable Convergence <https://arxiv.org/abs/2405.15593>`_, 2024
   """
   return alias.decoupled_alias(
       scale_by_microadam(b1=b1, b2=b2, eps=eps, num_grads=num_grads, density=density,
