@@ -6,7 +6,8 @@
 The optimizers live in private modules (``optzoo._src``) and are re-exported here. Public
 modules: the building blocks ``optzoo.compression``, ``optzoo.curvature`` and ``optzoo.lmo``;
 ``optzoo.registry`` (the catalogue); ``optzoo.objectives`` (toy problems); ``optzoo.training``
-(a full-batch training loop); ``optzoo.testing`` (the conformance kit, not loaded by
+(a full-batch training loop); ``optzoo.sweep`` (hyperparameter grids x seeds, vmapped, in one
+compilation); ``optzoo.testing`` (the conformance kit, not loaded by
 ``import optzoo``).
 """
 
