@@ -74,3 +74,8 @@ def test_bytes_per_param_matches_state_bytes():
 def test_markdown_table_has_one_row_per_entry():
   rows = [l for l in registry.markdown_table().splitlines() if l.startswith("| `optzoo.")]
   assert [r.split("`")[1] for r in rows] == [f"optzoo.{n}" for n in registry.names()]
+
+
+def test_full_batch_only_is_declared_where_a_minibatch_breaks_the_method():
+  assert registry.get("krylov_cubic_newton").full_batch_only
+  assert not any(e.full_batch_only for e in ENTRIES if e.name != "krylov_cubic_newton")
