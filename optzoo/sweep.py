@@ -3,10 +3,10 @@
 A new learning rate under ``jax.jit`` is normally a new compilation (optax issues #577, #932).
 :func:`sweep` instead traces the hyperparameters: it builds the optimizer with
 ``optax.inject_hyperparams`` *inside* a function that trains one model (a ``lax.scan`` over the
-steps), vmaps that function (``jax.vmap``) over the grid points and over the seeds, and compiles it
-once. Any hyperparameter the factory lets ``optax.inject_hyperparams`` trace can be swept:
-learning rate, betas, weight decay, MADA's ``hyper_lr``, MetaOptimize's initial step size, ...;
-static ones (shapes, Python control flow; a factory's ``static_args``) cannot.
+steps), vmaps that function (``jax.vmap``) over the grid points and over the seeds, and
+compiles it once. Any hyperparameter the factory lets ``optax.inject_hyperparams`` trace can be
+swept: learning rate, betas, weight decay, MADA's ``hyper_lr``, MetaOptimize's initial step
+size, ...; static ones (shapes, Python control flow; a factory's ``static_args``) cannot.
 
 >>> import jax.numpy as jnp, optax
 >>> from optzoo import sweep
@@ -74,7 +74,8 @@ class SweepResult:
     losses: ``(G, S, steps)``, the training loss of each step's batch, before the update.
     eval_steps: ``(E,)``, the steps after which ``eval_fn`` ran (0, ``eval_every``, ...,
       ``steps``).
-    evals: metric name -> ``(G, S, E)``, ``eval_fn``'s values (empty without ``eval_fn``).
+    evals: metric name -> ``(G, S, E, ...)``, the values of ``eval_fn`` and ``state_fn``
+      (empty without them).
     params: the final params with leading ``(G, S)`` axes (only with ``return_params``).
     compile_seconds: wall time of lowering and compiling.
     run_seconds: wall time of the compiled run (to ``block_until_ready``).
@@ -233,6 +234,7 @@ def compile_sweep(
     scheduled: str | None = None,
     batch_fn: Callable[[jax.Array, jax.Array], Any] | None = None,
     eval_fn: Callable[[Any], Any] | None = None,
+    state_fn: Callable[[Any], Mapping[str, Any]] | None = None,
     eval_every: int | None = None,
     extra_args: Sequence[str] | None = None,
     static_args: Sequence[str] | None = None,
@@ -286,11 +288,14 @@ def compile_sweep(
   init_is_fn = callable(init_params)
   n_chunks = steps // eval_every
 
-  def evaluate(params):
-    if eval_fn is None:
-      return {}
-    out = eval_fn(params)
-    return dict(out) if isinstance(out, Mapping) else {"loss": out}
+  def evaluate(params, state):
+    out = {}
+    if eval_fn is not None:
+      got = eval_fn(params)
+      out.update(dict(got) if isinstance(got, Mapping) else {"loss": got})
+    if state_fn is not None:
+      out.update(state_fn(state))
+    return out
 
   def one_run(values, seed, init_tree):
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
@@ -315,9 +320,9 @@ def compile_sweep(
 
     def chunk(carry, c):
       carry, losses = jax.lax.scan(step, carry, c * eval_every + jnp.arange(eval_every))
-      return carry, (losses, evaluate(carry[0]))
+      return carry, (losses, evaluate(*carry))
 
-    first = evaluate(params)
+    first = evaluate(params, state)
     (params, _), (losses, evals) = jax.lax.scan(chunk, (params, state), jnp.arange(n_chunks))
     evals = {k: jnp.concatenate([jnp.asarray(first[k])[None], v]) for k, v in evals.items()}
     return losses.reshape(-1), evals, (params if return_params else None)
@@ -349,6 +354,7 @@ def sweep(
     scheduled: str | None = None,
     batch_fn: Callable[[jax.Array, jax.Array], Any] | None = None,
     eval_fn: Callable[[Any], Any] | None = None,
+    state_fn: Callable[[Any], Mapping[str, Any]] | None = None,
     eval_every: int | None = None,
     extra_args: Sequence[str] | None = None,
     static_args: Sequence[str] | None = None,
@@ -375,6 +381,9 @@ def sweep(
     batch_fn: ``batch_fn(key, step) -> batch`` (per-seed minibatches), or None (full batch).
     eval_fn: ``eval_fn(params) -> scalar or dict of scalars`` (validation loss, accuracy, a
       coordinate, ...), run before the first step and every ``eval_every`` steps.
+    state_fn: ``state_fn(opt_state) -> dict of arrays``, recorded with ``eval_fn`` (a learned
+      step size, layer rates, MADA's coefficients; ``optax.tree.get(opt_state, name)`` finds
+      a field through the ``inject_hyperparams`` wrapper).
     eval_every: steps between evaluations; must divide ``steps``. Default ``steps``.
     extra_args: ``update`` keywords to supply: ``'obj_fn'`` (the step's batch loss as a
       function of params) and ``'value'``. Default the entry's, else none.
@@ -396,8 +405,8 @@ def sweep(
       optimizer, loss_fn, init_params, steps, names=tuple(points),
       shape=(n_points, len(seed_list)), dtypes={k: v.dtype for k, v in points.items()},
       hparams=hparams, schedule=schedule, scheduled=scheduled, batch_fn=batch_fn,
-      eval_fn=eval_fn, eval_every=eval_every, extra_args=extra_args, static_args=static_args,
-      return_params=return_params)
+      eval_fn=eval_fn, state_fn=state_fn, eval_every=eval_every, extra_args=extra_args,
+      static_args=static_args, return_params=return_params)
   res = program.run(points, seed_list)
   return dataclasses.replace(res, compile_seconds=program.compile_seconds,
                              compilations=program.compilations + res.compilations)

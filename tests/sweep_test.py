@@ -152,11 +152,22 @@ def test_no_learning_rate_and_a_nested_learning_rate():
   with pytest.raises(ValueError, match="no learning-rate argument"):
     sweep.sweep(krylov, full_loss, init, 5, schedule=SCHED)
   # the learning rate of noise_adaptive_layerwise's inner optimizer, through a factory
-  inner_lr = lambda learning_rate: optzoo.noise_adaptive_layerwise(optax.adam(learning_rate))  # noqa: E731
+  def inner_lr(learning_rate):
+    return optzoo.noise_adaptive_layerwise(optax.adam(learning_rate))
+
   res = sweep.sweep(inner_lr, loss, init, STEPS, grid={"learning_rate": [1e-3, 1e-1]},
                     schedule=SCHED, batch_fn=batch_fn)
   want, _ = plain_run(optzoo.noise_adaptive_layerwise(optax.adam(lambda t: 0.1 * SCHED(t))), 0)
   np.testing.assert_allclose(res.losses[1, 0], want, rtol=2e-5, atol=1e-6)
+
+
+def test_state_fn_records_what_the_optimizer_learns():
+  res = sweep.sweep(optzoo.metaoptimize, full_loss, init, STEPS, seeds=1, eval_every=8,
+                    hparams={"base": optax.scale_by_adam(), "initial_learning_rate": 1e-3},
+                    state_fn=lambda s: {"lr": jnp.exp(optax.tree.get(s, "log_learning_rate"))})
+  lr = res.evals["lr"][0, 0]
+  assert lr.shape == (STEPS // 8 + 1,) and lr[0] == pytest.approx(1e-3)
+  assert not np.allclose(lr[-1], 1e-3)  # learned
 
 
 def test_best_and_point():
