@@ -389,7 +389,7 @@ class KrylovInfo(NamedTuple):
     hvps: Hessian-vector products used in total (m per step).
     converged: whether ``|grad| <= tol`` was reached.
     values: f at x_0, ..., x_iterations (numpy, length iterations + 1).
-    grad_norms: |grad f| at the same points.
+    grad_norms: ``|grad f|`` at the same points.
     M: the regularization after each step (length iterations).
     accepted: whether each step was accepted.
     hvp_counts: cumulative HVPs after each step.

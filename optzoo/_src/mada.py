@@ -679,12 +679,13 @@ def mada(
   optax.add_decayed_weights(weight_decay, mask), optax.scale_by_learning_rate(learning_rate))``;
   weight decay does not depend on the coefficients, so it does not enter the hypergradient.
 
+  The arguments ``b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, lion_b2, learn, hyper_lr,
+  hyper_momentum, hyper_clip, hyper_start, bounds, v_init, compat, mu_dtype`` are those of
+  :func:`scale_by_mada`, with the same defaults (``compat``, ``mu_dtype`` and the arguments after
+  them are keyword-only).
+
   Args:
     learning_rate: ``alpha_t``, a float or schedule (>= 0). Not learned.
-    b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, lion_b2, learn, hyper_lr,
-      hyper_momentum, hyper_clip, hyper_start, bounds, v_init, compat, mu_dtype: as in
-      :func:`scale_by_mada`, with the same defaults (``compat='paper'``, ``mu_dtype=None``
-      and the following arguments are keyword-only).
     weight_decay: decoupled decay ``lambda`` (>= 0). Default 0; the reference GPT-2 runs used
       0.1 on tensors with ``ndim >= 2`` only: pass ``mask=lambda p: jax.tree.map(lambda x:
       x.ndim >= 2, p)`` to reproduce that.

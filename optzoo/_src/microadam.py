@@ -236,7 +236,7 @@ def scale_by_microadam(
     \hat m = \frac{1-\beta_1}{1-\beta_1^t} z_1,\qquad \hat v = \frac{1-\beta_2}{1-\beta_2^t} z_2
 
   The bias correction uses the global t even once the window is full ("windowed Adam": with
-  a constant gradient |u| grows past 1 after m steps, as in the authors' code). u is exactly
+  a constant gradient ``|u|`` grows past 1 after m steps, as in the authors' code). u is exactly
   0 at coordinates absent from the window, so at most ``min(t, m) * k`` entries are non-zero.
   Top-k keeps ``ceil(B * density)`` entries of each block of B = ``block_size`` consecutive
   elements (and ``ceil(r * density)`` of the remainder r); a leaf smaller than a block is one
