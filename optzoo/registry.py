@@ -1,8 +1,9 @@
 """The catalogue: one entry per optimizer.
 
-Tests (``tests/conformance_test.py``), benchmarks (``benchmarks/*.py``), notebooks and the
-README table read this module and nothing else, so adding an optimizer to optzoo is one
-module plus one :class:`Entry` in ``ENTRIES`` below.
+optzoo's own tests, benchmarks, notebooks and documentation read this module, and so can your
+tools: each :class:`Entry` says what an optimizer is (factory, family, paper, the extra
+``update`` arguments it needs, the arguments ``optax.inject_hyperparams`` must keep static) and
+how to run it on the toy suite.
 
 >>> from optzoo import registry
 >>> entry = registry.get("lion")
@@ -281,7 +282,7 @@ def bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
 
 
 def markdown_table() -> str:
-  """The README's table of optimizers, generated from ``ENTRIES`` (see scripts/readme.py)."""
+  """The README's table of optimizers, generated from ``ENTRIES``."""
   lines = [
       "| optimizer | paper | family | extra `update` args | state bytes/param | notes |",
       "|---|---|---|---|---:|---|",

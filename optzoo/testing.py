@@ -11,8 +11,8 @@ Run it on any ``GradientTransformation`` factory, optzoo's or your own:
 
 Each check raises ``AssertionError`` with a message on failure; :func:`check_optimizer`
 runs the chosen checks, returns ``{name: 'ok' | 'skipped: why'}`` and raises
-:class:`ConformanceError` listing every failure. ``tests/conformance_test.py`` runs each
-check over every registry entry. The checks (names in :data:`CHECKS`):
+:class:`ConformanceError` listing every failure. optzoo runs every check over every registry
+entry. The checks (names in :data:`CHECKS`):
 
 1. ``jit``: init and update under ``jax.jit``; a second update does not retrace.
 2. ``extra_args``: unknown keyword arguments to ``update`` are ignored.

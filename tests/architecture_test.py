@@ -17,6 +17,7 @@ Layers (an import goes only to a strictly lower rank, so there is no cycle; ever
 import ast
 import importlib
 import pathlib
+import re
 import types
 
 import pytest
@@ -101,3 +102,32 @@ def test_root_does_not_load_the_kit():
   code = "import sys, optzoo; print(sorted(m for m in ('optzoo.testing', 'optzoo.registry') if m in sys.modules))"
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "[]"
+
+
+# Files and notes a user of the installed package does not have: docstrings must not send them there.
+_UNREACHABLE = re.compile(r"specs?/|\bspecs? (section|§)|\w+\.md\b|DESIGN\.md|\bsection \d|pitfall P\d|\bP\d\b|tests/|"
+                          r"benchmarks/|scripts/|\[reconstructed\]", re.IGNORECASE)
+
+
+def _docstrings(path):
+  tree = ast.parse(path.read_text())
+  for node in [tree, *ast.walk(tree)]:
+    if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+      doc = ast.get_docstring(node)
+      if doc:
+        yield getattr(node, "name", "<module>"), doc
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_docstrings_name_nothing_a_user_does_not_have(name):
+  bad = [f"{name}.{obj}: {m.group(0)!r}" for obj, doc in _docstrings(MODULES[name])
+         for m in [_UNREACHABLE.search(doc)] if m]
+  assert not bad, bad
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_functions_are_short_enough_to_read_at_once(name):
+  long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)"
+          for n in ast.walk(ast.parse(MODULES[name].read_text()))
+          if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 125]
+  assert not long, long
