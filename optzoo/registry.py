@@ -100,7 +100,7 @@ ENTRIES: tuple[Entry, ...] = (
                 "b2": 0.98,
             },
         },
-        static_args=("mu_dtype", "mask"),
+        static_args=lion.static_args,
         convergence_steps=20_000,
         notes="sign of interpolated momentum; 1 buffer",
     ),
@@ -112,7 +112,7 @@ ENTRIES: tuple[Entry, ...] = (
         paper="arXiv 2401.08893",
         title="MADA: Meta-Adaptive Optimizers through hyper-gradient Descent (AVGrad)",
         toy_kwargs={"learning_rate": 1e-2},
-        static_args=("mu_dtype", "mask"),
+        static_args=avgrad.static_args,
         convergence_steps=10_000,
         notes="AMSGrad with running mean of v instead of max; 3 buffers",
     ),
@@ -126,8 +126,7 @@ ENTRIES: tuple[Entry, ...] = (
         # the Adam-corner start with all six coefficients learned
         toy_kwargs={"learning_rate": 1e-2, "b2": 0.99, "eps": 1e-8},
         # initial coefficients decide which state arrays exist (trimming), so they are static
-        static_args=("b1", "b2", "b3", "rho", "c", "gamma", "learn", "hyper_lr",
-                     "hyper_momentum", "bounds", "compat", "mu_dtype", "mask"),
+        static_args=mada.static_args,
         convergence_steps=10_000,
         notes="learns 6 coefficients mixing Adam/AVGrad/Yogi/Adan/Lion by hypergradient",
     ),
@@ -149,8 +148,7 @@ ENTRIES: tuple[Entry, ...] = (
         },
         extra_args=("obj_fn",),
         # update_every is static: it picks between no lax.cond (1) and a lax.cond refresh (> 1).
-        static_args=("update_every", "averaging", "key", "mask", "n_samples", "mu_dtype",
-                     "nu_dtype", "linearize"),
+        static_args=adahessian.static_args,
         convergence_steps=2_500,
         notes="Hutchinson |Hz| second moment; needs obj_fn; 2 buffers (+1 if update_every > 1)",
     ),
@@ -170,8 +168,7 @@ ENTRIES: tuple[Entry, ...] = (
         toy_kwargs={"subspace_dim": 10, "init_M": 1.0},
         extra_args=("obj_fn",),
         # subspace_dim fixes the basis shape; the others are Python control flow.
-        static_args=("subspace_dim", "max_backtracks", "reortho", "secular_iters", "adaptive",
-                     "breakdown_tol", "mask"),
+        static_args=krylov_cubic_newton.static_args,
         lr_arg=None,
         convergence_steps=100,
         notes="Lanczos subspace (m HVPs/step) + cubic model with backtracked M; needs obj_fn; "
@@ -187,8 +184,7 @@ ENTRIES: tuple[Entry, ...] = (
         # Adam direction, log step size learned by Lion meta (paper's default pair), started
         # well below a good fixed step as the paper advises.
         toy_kwargs={"base": optax.scale_by_adam(), "initial_learning_rate": 1e-3},
-        static_args=("base", "meta", "granularity", "mask", "log_lr_bounds", "alpha_timing",
-                     "trace_dtype", "check_base"),
+        static_args=metaoptimize.static_args,
         lr_arg="initial_learning_rate",
         convergence_steps=5_000,
         notes="wraps any lr-free base; log step size learned by meta-gradient; +1 buffer",
@@ -208,8 +204,7 @@ ENTRIES: tuple[Entry, ...] = (
             name: {"learning_rate": optax.cosine_decay_schedule(3e-2, 2_000, alpha=1e-3)}
             for name in objectives.CONVERGENCE_SUITE
         },
-        static_args=("ns_steps", "noise_every", "mu_dtype", "ns_dtype", "labels", "norm_groups",
-                     "weight_decay_mask", "vector_optimizer"),
+        static_args=lanton.static_args,
         convergence_steps=2_000,
         notes="Newton-Schulz/sign LMO with per-layer rates from dual-norm gradient noise; 2 buffers",
     ),
@@ -225,7 +220,7 @@ ENTRIES: tuple[Entry, ...] = (
             "inner": optax.adam(optax.cosine_decay_schedule(1e-1, 2_000, alpha=1e-3)),
             "dual_norm": "l1",
         },
-        static_args=("inner", "dual_norm", "labels", "noise_every", "prev_dtype"),
+        static_args=noise_adaptive_layerwise.static_args,
         lr_arg=None,
         convergence_steps=2_000,
         notes="layer rates from dual-norm gradient noise on any inner optimizer; +1 buffer",
@@ -251,9 +246,7 @@ ENTRIES: tuple[Entry, ...] = (
                 "b2": 0.99,
             },
         },
-        static_args=("num_grads", "density", "quant_bucket_size", "block_size", "quantize_ef",
-                     "values_dtype", "stats_dtype", "error_feedback", "approx_topk_recall",
-                     "mask"),
+        static_args=microadam.static_args,
         convergence_steps=20_000,
         notes="block top-k + 4-bit error feedback, window of 10 sparse grads; <1 byte/param",
     ),

@@ -376,6 +376,8 @@ def scale_by_adahessian(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@alias.static_args("update_every", "averaging", "key", "mask", "n_samples", "mu_dtype",
+                   "nu_dtype", "linearize")
 def adahessian(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,

@@ -59,7 +59,7 @@ def inject_hyperparams(factory, static_args: Sequence[str] = (), hyperparam_dtyp
   >>> import jax.numpy as jnp, optzoo
   >>> tx = optzoo.inject_hyperparams(optzoo.microadam)(learning_rate=1e-3)
   >>> state = tx.init({"w": jnp.zeros(4)})
-  >>> float(state.hyperparams["learning_rate"])
+  >>> round(float(state.hyperparams["learning_rate"]), 6)
   0.001
   """
   names = tuple(getattr(factory, "static_args", ())) + tuple(static_args)

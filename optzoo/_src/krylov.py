@@ -26,7 +26,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from optzoo import curvature
-from optzoo._src import checks, trees
+from optzoo._src import alias, checks, trees
 
 __all__ = [
     "KrylovInfo",
@@ -305,6 +305,8 @@ def _l2_regularized(obj_fn, updates, params, weight_decay, mask):
   return jax.tree.unflatten(treedef, grads), full_obj
 
 
+@alias.static_args("subspace_dim", "max_backtracks", "reortho", "secular_iters", "adaptive",
+                   "breakdown_tol", "mask")
 def krylov_cubic_newton(
     subspace_dim: int = 10,
     init_M: float = 2e-3,

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from optzoo import lmo as _lmo
-from optzoo._src import checks
+from optzoo._src import alias, checks
 from optzoo._src import trees
 
 __all__ = [
@@ -574,6 +574,8 @@ def _lanton_partition_labels(labels, params):
   return treedef.unflatten(["vector" if lab == "vector" else "lanton" for lab in labs])
 
 
+@alias.static_args("ns_steps", "noise_every", "mu_dtype", "ns_dtype", "labels", "norm_groups",
+                   "weight_decay_mask", "vector_optimizer")
 def lanton(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.95,
@@ -733,6 +735,7 @@ def _wrapper_update(rule: _RateRule, dual, inner, labels, updates, state, params
       noise=treedef.unflatten(h_new), rates=treedef.unflatten(rates), inner_state=inner_state)
 
 
+@alias.static_args("inner", "dual_norm", "labels", "noise_every", "prev_dtype")
 def noise_adaptive_layerwise(
     inner: optax.GradientTransformation,
     *,

@@ -643,6 +643,8 @@ def scale_by_mada(
       functools.partial(_init, cfg), functools.partial(_update, cfg))
 
 
+@alias.static_args("b1", "b2", "b3", "rho", "c", "gamma", "learn", "hyper_lr", "hyper_momentum",
+                   "bounds", "compat", "mu_dtype", "mask")
 def mada(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,

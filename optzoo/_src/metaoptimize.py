@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 
-from optzoo._src import checks, trees
+from optzoo._src import alias, checks, trees
 
 __all__ = [
     "MetaOptimizeState",
@@ -401,6 +401,8 @@ def _update(cfg: _Config, base, updates, state: MetaOptimizeState, params=None, 
       meta_mu=mu, meta_nu=nu, base_state=base_state)
 
 
+@alias.static_args("base", "meta", "granularity", "mask", "log_lr_bounds", "alpha_timing",
+                   "trace_dtype", "check_base")
 def metaoptimize(
     base: optax.GradientTransformation,
     initial_learning_rate: optax.ScalarOrSchedule,

@@ -293,6 +293,8 @@ def scale_by_microadam(
       functools.partial(_init, cfg), functools.partial(_update, cfg))
 
 
+@alias.static_args("num_grads", "density", "quant_bucket_size", "block_size", "quantize_ef",
+                   "values_dtype", "stats_dtype", "error_feedback", "approx_topk_recall", "mask")
 def microadam(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
