@@ -10,9 +10,8 @@ kept for :func:`optzoo.layouts.from_nnx`:
 * ``cnn``: two 3x3 ``nnx.Conv`` layers, mean pooling and a linear head on 8x8 images;
 * ``transformer``: token embedding, one pre-norm block (``nnx.MultiHeadAttention``, ``LayerNorm``,
   MLP) and an untied output head, next-token loss on a fixed sequence task;
-* ``transformer_tied``: the same with the head tied to the embedding (``Embed.attend``);
-* ``scanned``: the transformer with two blocks stacked by ``nnx.vmap`` and applied by
-  ``nnx.scan`` (every block leaf has a leading layer axis of 2).
+* ``scanned``: two such blocks stacked by ``nnx.vmap`` and applied by ``nnx.scan`` (every block
+  leaf has a leading layer axis of 2), with the head tied to the embedding (``Embed.attend``).
 
 >>> from optzoo import models
 >>> prob = models.get("transformer")
@@ -207,12 +206,9 @@ _BUILDERS = {
     "transformer": lambda: _problem(
         "transformer", transformer, sequence_data(), _seq_loss,
         "embedding, one attention block (2 heads, width 16), untied head; next-token loss"),
-    "transformer_tied": lambda: _problem(
-        "transformer_tied", functools.partial(transformer, tied=True), sequence_data(),
-        _seq_loss, "the transformer with its head tied to the embedding"),
     "scanned": lambda: _problem(
-        "scanned", functools.partial(transformer, layers=2), sequence_data(), _seq_loss,
-        "the transformer with 2 blocks stacked by nnx.vmap and applied with nnx.scan"),
+        "scanned", functools.partial(transformer, layers=2, tied=True), sequence_data(), _seq_loss,
+        "2 blocks stacked by nnx.vmap, applied with nnx.scan; head tied to the embedding"),
 }
 
 #: The model suite, in order.

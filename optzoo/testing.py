@@ -313,8 +313,8 @@ def check_chain_clip(s: Subject) -> None:
 
 
 def check_models(s: Subject) -> None:
-  """17. on every ``flax.nnx`` model of ``optzoo.models`` (MLP, CNN, transformer untied and
-  tied, scanned stack), 50 jitted full-batch steps give finite updates and a lower loss."""
+  """17. on every ``flax.nnx`` model of ``optzoo.models`` (MLP, CNN, transformer,
+  scanned stack with a tied head), 50 jitted full-batch steps give finite updates and a lower loss."""
   failures = []
   for name in models.MODEL_SUITE:
     prob = models.get(name)
