@@ -10,18 +10,7 @@ sign updates; :func:`noise_adaptive_layerwise` puts the same rates on any optax 
 use the one layer-rate machinery of this module: the noise sample, its EMA with an optional
 sparse refresh, the normalisation inside a group, the warmup and the previous-gradient buffer.
 
-**Layers.** How a leaf is a layer comes from :mod:`optzoo.layouts` (the ``layouts`` and
-``stack_axes`` arguments): a hidden leaf is Newton-Schulz'd as its ``(d_in, d_out)`` matrix
-view, ``d_in`` and ``d_out`` the products of the layout's reduction and output axes (an
-attention query kernel ``(in, heads, head_dim)`` is one ``(in, heads*head_dim)`` matrix, a
-convolution kernel ``(*window, in, out)`` one ``(window*in, out)`` matrix), and the hidden scale
-and dual norms use those dims. Each index of the layout's batch axes (a scanned stack of blocks)
-is its own layer with its own noise EMA and rate. The default groups follow the layout's kind
-(:func:`default_lanton_labels`): matrix -> 'hidden', embedding -> 'embed_head', vector (biases,
-norm scales, 2-D attention biases) -> 'vector'. A leaf of rank >= 3 that no rule identifies (a
-stack of Dense kernels looks like a 1-D convolution) is an
-:class:`optzoo.layouts.AmbiguousLayoutError` naming the leaf: pass ``stack_axes`` (e.g.
-``{"blocks": 1}``) or, for a Flax ``nnx`` model, ``layouts=optzoo.layouts.from_nnx(model)``.
+Layers and groups come from :mod:`optzoo.layouts` (see :func:`default_lanton_labels`).
 
 The paper's algorithm listing was not available when optzoo was written. Where the paper does
 not give a detail (the noise estimator, the normalisation and clip of the rates, their warmup,
@@ -85,8 +74,19 @@ def default_lanton_labels(params: Any, layouts: Any = None, stack_axes: Any = No
   A 'matrix' leaf (a Dense, attention or convolution kernel) -> 'hidden'; an 'embedding' leaf (a
   path containing 'embed', 'wte' or 'lm_head', any case) -> 'embed_head'; a 'vector' leaf
   (biases, norm scales, anything of rank < 2, e.g. an attention bias ``(heads, head_dim)``) ->
-  'vector'. A leaf of rank >= 3 that no rule identifies raises
-  :class:`optzoo.layouts.AmbiguousLayoutError`: pass ``stack_axes`` or ``layouts``.
+  'vector'.
+
+  The layouts also say what a layer is, for :func:`scale_by_lanton`, :func:`lanton` and
+  :func:`noise_adaptive_layerwise` (their ``layouts`` and ``stack_axes`` arguments): a hidden
+  leaf is Newton-Schulz'd as its ``(d_in, d_out)`` matrix view, ``d_in`` and ``d_out`` the
+  products of the layout's reduction and output axes (an attention query kernel ``(in, heads,
+  head_dim)`` is one ``(in, heads*head_dim)`` matrix, a convolution kernel ``(*window, in,
+  out)`` one ``(window*in, out)`` matrix), and the hidden scale and dual norms use those dims.
+  Each index of the layout's batch axes (a scanned stack of blocks) is its own layer with its
+  own noise EMA and rate. A leaf of rank >= 3 that no rule identifies (a stack of Dense kernels
+  looks like a 1-D convolution) raises :class:`optzoo.layouts.AmbiguousLayoutError` naming the
+  leaf: pass ``stack_axes`` (e.g. ``{"blocks": 1}``) or, for a Flax ``nnx`` model,
+  ``layouts=optzoo.layouts.from_nnx(model)``.
 
   Args:
     params: the parameter pytree.
@@ -704,7 +704,7 @@ def scale_by_lanton(
   :func:`layer_rates`). The dual norms are the paper's: ``sqrt(d_out/d_in) ||.||_*`` (nuclear)
   for hidden matrices, entrywise l1 for sign groups. Where the paper does not give a detail,
   the argument says what optzoo chose and why. A layer is a leaf's matrix view, or one index of
-  a stack, from :mod:`optzoo.layouts` (see the module docstring, "Layers").
+  a stack, from :mod:`optzoo.layouts` (see :func:`default_lanton_labels`).
 
   Args:
     b1: momentum EMA rate, in [0, 1). Default 0.95 (D-Muon's; the paper's is not known).
