@@ -46,6 +46,7 @@ entry. The checks (names in :data:`CHECKS`):
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 import chex
@@ -315,11 +316,14 @@ def check_chain_clip(s: Subject) -> None:
 def check_models(s: Subject) -> None:
   """17. on every ``flax.nnx`` model of ``optzoo.models`` (MLP, CNN, transformer,
   scanned stack with a tied head), 50 jitted full-batch steps give finite updates and a lower loss."""
+  takes_layouts = "layouts" in inspect.signature(s.factory).parameters
   failures = []
   for name in models.MODEL_SUITE:
     prob = models.get(name)
     params = prob.init()
-    final, losses = training.optimize(s.make(), prob.loss, params, 50, s.extra_args)
+    # a layout-aware optimizer gets the model's layouts, as a user passes layouts.from_nnx(model)
+    tx = s.make(layouts=prob.layouts) if takes_layouts else s.make()
+    final, losses = training.optimize(tx, prob.loss, params, 50, s.extra_args)
     finite = all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(final))
     if not finite or not float(losses[-1]) < float(losses[0]):
       failures.append(f"{name}: loss {float(losses[0]):.4g} -> {float(losses[-1]):.4g}, "
