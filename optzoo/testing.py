@@ -315,7 +315,8 @@ def check_chain_clip(s: Subject) -> None:
 
 def check_models(s: Subject) -> None:
   """17. on every ``flax.nnx`` model of ``optzoo.models`` (MLP, CNN, transformer,
-  scanned stack with a tied head), 50 jitted full-batch steps give finite updates and a lower loss."""
+  scanned stack with a tied head), 50 jitted full-batch steps give finite updates and a lower loss.
+  An optimizer whose factory takes ``layouts`` gets the model's (``optzoo.layouts.from_nnx``)."""
   takes_layouts = "layouts" in inspect.signature(s.factory).parameters
   failures = []
   for name in models.MODEL_SUITE:
