@@ -274,3 +274,19 @@ def test_one_nan_gradient_poisons_the_shared_step_size_unless_apply_if_finite_sk
   ref, _ = run(tx, steps=5, bad_step=-1)
   for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(ref)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+
+
+@pytest.mark.parametrize("base", ["adam", "lion"])
+def test_float32_gradients_of_1e20_give_finite_updates_with_a_normalised_base(base):
+  p = {"a": jnp.ones(4), "b": jnp.ones((2, 3))}
+  tx = metaoptimize(_BASES[base](), 1e-3)
+  state, params = tx.init(p), p
+  update = jax.jit(tx.update)
+  for t in range(8):
+    big = 1e20 if t % 2 else 1.0
+    g = {"a": jnp.array([1e20, -1e20, 0.5, -0.3]) * (1.0 + t),
+         "b": big * jnp.array([[1.0, -1.0, 2.0], [0.5, 3.0, -2.0]])}
+    u, state = update(g, state, params)
+    params = optax.apply_updates(params, u)
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(u)), t
+  assert bool(jnp.isfinite(state.log_learning_rate))

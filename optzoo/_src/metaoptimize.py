@@ -706,7 +706,10 @@ def metaoptimize(
   ``jnp.conj(jax.grad(loss)(params))`` for a real loss): the trace is complex and the
   meta-gradient is the real inner product :math:`\sum \mathrm{Re}(h_i \bar g_i)`. Integer
   leaves are rejected at ``init``; every ``update`` checks the gradient's shapes against the
-  state and names a mismatching leaf; an empty pytree gives empty updates.
+  state and names a mismatching leaf; an empty pytree gives empty updates. With a normalised
+  base (Adam, Lion, AMSGrad) float32 gradients of ``1e20`` give finite updates, as
+  ``optax.amsgrad``; an SGD base moves the weights by ``alpha * g`` itself, and the
+  meta-gradient may then overflow.
 
   Optional extra keyword to ``update`` (beyond the paper): ``hessian_diag``, a params-shaped
   pytree of diagonal-Hessian estimates :math:`d`; the trace then decays as
