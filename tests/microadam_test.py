@@ -247,3 +247,51 @@ def test_bad_arguments_raise_naming_them(kwargs, name):
 def test_static_arguments_must_be_python_ints():
   with pytest.raises(TypeError, match="num_grads"):
     optzoo.microadam(1e-3, num_grads=2.5)
+
+
+# ----------------------------------------------------------------------------- edge cases
+def test_complex_and_integer_leaves_are_rejected_at_init_naming_the_leaf():
+  tx = optzoo.microadam(1e-3)
+  with pytest.raises(TypeError, match=r"\['z'\].*complex64.*does not support complex"):
+    tx.init({"w": jnp.ones(3), "z": jnp.ones(2, jnp.complex64)})
+  with pytest.raises(TypeError, match=r"\['n'\].*int8"):
+    tx.init({"w": jnp.ones(3), "n": jnp.ones(2, jnp.int8)})
+
+
+@pytest.mark.parametrize("quantize_ef", [True, False])
+def test_a_gradient_of_another_shape_is_refused_naming_the_leaf(quantize_ef):
+  """Same size, other shape (a transposed kernel): the flat state alone would accept it."""
+  p = {"w": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+  tx = optzoo.microadam(1e-3, quantize_ef=quantize_ef)
+  state = tx.init(p)
+  for bad in ({"w": jnp.ones((3, 4)), "b": jnp.zeros(3)},
+              {"w": jnp.ones((4, 3)), "b": jnp.zeros((3, 1))}):
+    leaf = "w" if bad["w"].shape != (4, 3) else "b"
+    for params in (None, p):
+      with pytest.raises(ValueError, match=rf"\['{leaf}'\].*state was initialized for shape"):
+        tx.update(bad, state, params)
+  # the recorded shapes cost nothing
+  assert optzoo.bytes_per_param(tx, p) == optzoo.bytes_per_param(
+      optzoo.microadam(1e-3, quantize_ef=quantize_ef), {"w": jnp.ones(12), "b": jnp.zeros(3)})
+
+
+def test_empty_pytree_gives_empty_updates():
+  tx = optzoo.microadam(1e-3)
+  state = tx.init({})
+  updates, state = jax.jit(tx.update)({}, state, {})
+  assert updates == {}
+
+
+def test_float32_gradients_of_1e20_give_finite_updates():
+  """The squared window values overflow to inf: the step there is 0, never NaN."""
+  p = {"w": jnp.ones((8, 8))}
+  tx = optzoo.microadam(1e-3, density=0.5, num_grads=4)
+  state = tx.init(p)
+  update = jax.jit(tx.update)
+  for t in range(10):
+    pattern = jnp.arange(64).reshape(8, 8) % (t + 2) == 0
+    u, state = update({"w": jnp.where(pattern, 1e20, 0.3 * (t + 1))}, state, p)
+    assert bool(jnp.all(jnp.isfinite(u["w"]))), t
+    for leaf in jax.tree.leaves(state):
+      if jnp.issubdtype(leaf.dtype, jnp.floating):
+        assert not bool(jnp.any(jnp.isnan(leaf.astype(jnp.float32)))), t
