@@ -48,6 +48,7 @@ from optzoo._src.masking import FrozenObjective as FrozenObjective
 from optzoo._src.masking import frozen_objective as frozen_objective
 from optzoo._src.memory import bytes_per_param as bytes_per_param
 from optzoo._src.memory import state_bytes as state_bytes
+from optzoo._src.memory import update_temp_bytes_per_param as temp_bytes_per_param
 from optzoo._src.metaoptimize import MetaOptimizeState as MetaOptimizeState
 from optzoo._src.metaoptimize import metaoptimize as metaoptimize
 from optzoo._src.metaoptimize import metaoptimize_learning_rates as metaoptimize_learning_rates

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
+import jax
 import optax
 
 from optzoo import objectives
@@ -27,6 +28,7 @@ from optzoo._src.lanton import lanton, noise_adaptive_layerwise, scale_by_lanton
 from optzoo._src.lion import lion, scale_by_lion
 from optzoo._src.mada import mada, scale_by_mada
 from optzoo._src.memory import bytes_per_param as _bytes_per_param
+from optzoo._src.memory import update_temp_bytes_per_param as _temp_bytes_per_param
 from optzoo._src.metaoptimize import metaoptimize
 from optzoo._src.microadam import microadam, scale_by_microadam
 
@@ -274,16 +276,35 @@ def bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
   return _bytes_per_param(entry.make(), objectives.synthetic_params(n_params))
 
 
+_TEMP_BYTES: dict[tuple[int, int], float] = {}
+
+
+def temp_bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
+  """Peak temporary bytes per parameter of ``entry``'s compiled update (toy kwargs), on the
+  pytree of :func:`bytes_per_param`, compiled for the CPU (so the figure does not depend on
+  the accelerator at hand) with ``obj_fn`` a sum of squares; see
+  :func:`optzoo.temp_bytes_per_param`. Compiles once per entry and size (cached)."""
+  key = (id(entry), n_params)
+  if key not in _TEMP_BYTES:
+    _TEMP_BYTES[key] = _temp_bytes_per_param(
+        entry.make(), objectives.synthetic_params(n_params), entry.extra_args,
+        device=jax.devices("cpu")[0])
+  return _TEMP_BYTES[key]
+
+
 def markdown_table() -> str:
-  """The README's table of optimizers, generated from ``ENTRIES``."""
+  """The README's table of optimizers, generated from ``ENTRIES``: state bytes per parameter
+  (kept between steps) and the update's peak temporary bytes per parameter (XLA's memory
+  analysis of the compiled update on the CPU), both on a 1M-parameter float32 MLP pytree."""
   lines = [
-      "| optimizer | paper | family | extra `update` args | state bytes/param | notes |",
-      "|---|---|---|---|---:|---|",
+      "| optimizer | paper | family | extra `update` args | state bytes/param "
+      "| update temp bytes/param | notes |",
+      "|---|---|---|---|---:|---:|---|",
   ]
   for e in ENTRIES:
     extra = ", ".join(f"`{a}`" for a in e.extra_args) or "-"
     lines.append(
         f"| `optzoo.{e.name}` | {e.title} ({e.paper}) | {e.family} | {extra} | "
-        f"{bytes_per_param(e):.2f} | {e.notes} |"
+        f"{bytes_per_param(e):.2f} | {temp_bytes_per_param(e):.2f} | {e.notes} |"
     )
   return "\n".join(lines)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import optzoo
-from optzoo import curvature, objectives
+from optzoo import curvature, layouts, models, objectives
 from optzoo import average_curvature
 from optzoo._src.adahessian import block_mean
 
@@ -349,7 +349,7 @@ def test_bf16_params_keep_float32_curvature_moment():
   assert u["w"].dtype == jnp.bfloat16
   assert optax.tree.get(state, "nu")["w"].dtype == jnp.float32
   assert optax.tree.get(state, "mu")["w"].dtype == jnp.bfloat16
-  with pytest.raises(TypeError, match="float leaves"):
+  with pytest.raises(TypeError, match=r"\['i'\].*floating-point leaves.*frozen_objective"):
     tx.init({"i": jnp.zeros(3, jnp.int32)})
 
 
@@ -382,3 +382,139 @@ def test_n_samples_averages_signed_estimates(n_samples, key):
   est = curvature.hutchinson_diagonal(loss, p0, sub, n_samples=n_samples)
   for name in p0:
     np.testing.assert_allclose(optax.tree.get(state, "nu")[name], est[name] ** 2, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- zero curvature
+def _rank_one_loss(p):
+  """A 4-parameter loss with a rank-one Hessian (all ones): H z = 0 whenever sum(z) = 0."""
+  return 0.5 * (jnp.sum(p) - 5.9) ** 2
+
+
+def test_a_probe_that_cancels_gives_a_zero_step_not_m_over_eps():
+  """About 3 probes in 8 give H z = 0 here; the first step is then 0 (v = 0), not lr * g / eps
+  (-7e4 per coordinate at these settings, loss 17.4 -> 1.8e9), and training goes on."""
+  p0 = jnp.zeros(4)
+  cancelling = []
+  for key in range(16):
+    tx = optzoo.adahessian(0.15, key=key)
+    traj, state = _run(tx, _rank_one_loss, p0, 1)
+    if float(optax.tree.get(state, "nu").max()) == 0.0:
+      cancelling.append(key)
+      np.testing.assert_array_equal(traj[0], p0)  # no curvature seen: no step
+      assert float(jnp.abs(optax.tree.get(state, "mu")).min()) > 0  # the momentum is kept
+    else:
+      assert float(_rank_one_loss(traj[0])) < float(_rank_one_loss(p0))
+  assert 2 <= len(cancelling) <= 12, cancelling
+  traj, _ = _run(optzoo.adahessian(0.15, key=cancelling[0]), _rank_one_loss, p0, 40)
+  losses = [float(_rank_one_loss(p)) for p in traj]
+  assert all(np.isfinite(losses)) and max(losses) <= float(_rank_one_loss(p0))
+  assert losses[-1] < 1e-2 * float(_rank_one_loss(p0))
+
+
+def test_zero_curvature_coordinates_do_not_move_but_the_others_do():
+  """A coordinate the loss is linear in has v = 0: step 0 (documented), the rest train."""
+  loss = lambda p: jnp.sum((p[:2] - 1.0) ** 2) + 3.0 * p[2]  # noqa: E731
+  traj, state = _run(optzoo.adahessian(0.1), loss, jnp.zeros(3), 5)
+  assert float(traj[-1][2]) == 0.0 and bool(jnp.all(traj[-1][:2] > 0.2))
+  assert float(optax.tree.get(state, "nu")[2]) == 0.0
+  # hessian_power = 0 ignores the curvature, so the zero-curvature rule does not apply
+  traj, _ = _run(optzoo.adahessian(0.1, hessian_power=0.0), loss, jnp.zeros(3), 1)
+  assert float(traj[0][2]) < 0.0
+
+
+# ----------------------------------------------------------------------------- layouts
+def _nu_after_one_step(prob, **kwargs):
+  params = prob.init()
+  tx = optzoo.adahessian(0.1, b2=0.0, **kwargs)
+  state = tx.init(params)
+  _, state = jax.jit(lambda p, s: tx.update(jax.grad(prob.loss)(p), s, p, obj_fn=prob.loss))(
+      params, state)
+  return {"/".join(layouts.path_names(k)): v for k, v in
+          jax.tree_util.tree_flatten_with_path(optax.tree.get(state, "nu"))[0]}
+
+
+def test_transformer_attention_kernels_are_not_averaged():
+  prob = models.get("transformer")
+  default, none = _nu_after_one_step(prob), _nu_after_one_step(prob, averaging="none")
+  assert "block/attn/query/kernel" in default and default["block/attn/query/kernel"].ndim == 3
+  for name in default:
+    np.testing.assert_array_equal(default[name], none[name], err_msg=name)
+
+
+def test_cnn_conv_kernels_are_averaged_over_their_window_only():
+  prob = models.get("cnn")
+  default, none = _nu_after_one_step(prob), _nu_after_one_step(prob, averaging="none")
+  for name in default:
+    if name.endswith("conv1/kernel") or name.endswith("conv2/kernel"):
+      want = jnp.broadcast_to(jnp.sqrt(none[name]).mean((0, 1), keepdims=True), none[name].shape)
+      np.testing.assert_allclose(jnp.sqrt(default[name]), want, rtol=1e-5)
+      assert not np.allclose(default[name], none[name])
+    else:
+      np.testing.assert_array_equal(default[name], none[name], err_msg=name)
+
+
+def test_scanned_stack_is_an_error_naming_the_leaf_and_never_averaged_across_layers():
+  prob = models.get("scanned")
+  with pytest.raises(layouts.AmbiguousLayoutError, match="blocks/.*kernel.*stack_axes"):
+    optzoo.adahessian(0.1).init(prob.init())
+  none = _nu_after_one_step(prob, averaging="none")
+  for kwargs in ({"layouts": prob.layouts}, {"stack_axes": {"blocks": 1}}):
+    default = _nu_after_one_step(prob, **kwargs)
+    for name in default:
+      np.testing.assert_array_equal(default[name], none[name], err_msg=name)
+  # the two layers' curvature really differs (averaging over the layer axis would mix it)
+  k = none["blocks/up/kernel"]
+  assert k.shape[0] == 2 and not np.allclose(k[0], k[1])
+  # fan_in on the stack: per layer, over the fan-in axis only
+  fan_in = _nu_after_one_step(prob, averaging="fan_in", stack_axes={"blocks": 1})
+  want = jnp.broadcast_to(jnp.sqrt(k).mean(1, keepdims=True), k.shape)
+  np.testing.assert_allclose(jnp.sqrt(fan_in["blocks/up/kernel"]), want, rtol=1e-5)
+
+
+def test_average_curvature_reads_the_layout():
+  d = jnp.arange(24.0).reshape(2, 3, 4)
+  # a 1-D conv kernel (width, in, out): over the window only
+  np.testing.assert_allclose(average_curvature(d, "official", layout=layouts.conv(3)),
+                             jnp.broadcast_to(d.mean(0, keepdims=True), d.shape))
+  # a stack of 2 dense kernels: official leaves it, fan_in averages axis 1, blocks along axis 1
+  stack = layouts.dense().shifted(1)
+  np.testing.assert_array_equal(average_curvature(d, "official", layout=stack), d)
+  np.testing.assert_allclose(average_curvature(d, "fan_in", layout=stack),
+                             jnp.broadcast_to(d.mean(1, keepdims=True), d.shape))
+  np.testing.assert_array_equal(average_curvature(d, 3, layout=stack), block_mean(d, 3, axis=1))
+  # without a layout, the default rule: a 3-D leaf named nothing is ambiguous
+  with pytest.raises(layouts.AmbiguousLayoutError):
+    average_curvature(d, "official")
+  assert average_curvature(d, "none") is d
+
+
+# ----------------------------------------------------------------------------- masking, inputs
+def test_inside_partition_a_plain_obj_fn_is_a_clear_error():
+  params = {"w": jnp.ones(3), "frozen": jnp.full(2, 5.0)}
+  loss = lambda p: jnp.sum((p["w"] - 2.0) ** 2) + jnp.sum(p["frozen"] ** 2)  # noqa: E731
+  for wrap in (lambda tx: optax.partition({"train": tx, "freeze": optax.set_to_zero()},
+                                          {"w": "train", "frozen": "freeze"}),
+               lambda tx: optax.masked(tx, {"w": True, "frozen": False})):
+    tx = wrap(optzoo.adahessian(0.1))
+    state = tx.init(params)
+    g = jax.grad(loss)(params)
+    with pytest.raises(ValueError, match=r"optzoo\.frozen_objective\(loss_fn, params\)"):
+      tx.update(g, state, params, obj_fn=loss)
+    u, _ = tx.update(g, state, params, obj_fn=optzoo.frozen_objective(loss, params))
+    assert float(jnp.max(jnp.abs(u["w"]))) > 0
+
+
+def test_complex_int_shape_and_empty_inputs():
+  tx = optzoo.adahessian(0.1)
+  with pytest.raises(TypeError, match=r"\['layer'\]\['z'\].*complex"):
+    tx.init({"layer": {"z": jnp.ones(2, jnp.complex64)}})
+  with pytest.raises(TypeError, match=r"\['layer'\]\['n'\]"):
+    tx.init({"layer": {"w": jnp.ones(2), "n": jnp.arange(2)}})
+  params = {"layer": {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}}
+  state = tx.init(params)
+  loss = lambda p: jnp.sum(p["layer"]["w"] ** 2)  # noqa: E731
+  for bad in (jnp.ones((2, 3)), jnp.ones((1, 2))):
+    with pytest.raises(ValueError, match=r"\['layer'\]\['w'\]"):
+      tx.update({"layer": {"w": bad, "b": jnp.ones(2)}}, state, params, obj_fn=loss)
+  u, _ = tx.update({}, tx.init({}), {}, obj_fn=lambda p: 0.0)
+  assert u == {}
