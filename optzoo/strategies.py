@@ -161,9 +161,9 @@ def quadratics(shapes=None, condition=None, rotated=None, max_condition: float =
   """Quadratics ``0.5 (x - x*)^T H (x - x*)`` over a pytree, ``x`` its leaves flattened.
 
   ``H``'s eigenvalues are log-spaced from 1 to ``condition`` (so its condition number is exactly
-  that; 1 when the tree has one number), in a random orthonormal basis when ``rotated`` (else ``H`` is diagonal, in random
-  order). ``x*`` is drawn in [-1, 1] and rounded to the dtype, so it is the exact minimizer; the
-  start is drawn in [-2, 2].
+  that; 1 when the tree holds one number), in a random orthonormal basis when ``rotated`` (else
+  ``H`` is diagonal, in random order). ``x*`` is drawn in [-1, 1] and rounded to the dtype, so
+  it is the exact minimizer; the start is drawn in [-2, 2].
 
   Args:
     shapes: a pytree of ``jax.ShapeDtypeStruct`` or a strategy of them (default
