@@ -33,8 +33,8 @@ RANK = {
     "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.layouts": 1,
     "optzoo._src.alias": 2, "optzoo.models": 2,
     **{f"optzoo._src.{p}": 3 for p in PAPERS},
-    "optzoo.registry": 4, "optzoo.testing": 4,
-    "optzoo": 5, "optzoo._src": 0,
+    "optzoo.registry": 4, "optzoo.testing": 4, "optzoo.strategies": 4,
+    "optzoo": 5, "optzoo.pytest_plugin": 5, "optzoo._src": 0,
 }
 PUBLIC_MODULES = ("compression", "curvature", "layouts", "lmo", "models", "objectives", "registry",
                   "testing", "training")
