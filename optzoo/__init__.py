@@ -7,7 +7,8 @@ The optimizers live in private modules (``optzoo._src``) and are re-exported her
 modules: the building blocks ``optzoo.compression``, ``optzoo.curvature``, ``optzoo.layouts`` and
 ``optzoo.lmo``; ``optzoo.models`` (the ``flax.nnx`` model suite);
 ``optzoo.registry`` (the catalogue); ``optzoo.objectives`` (toy problems); ``optzoo.training``
-(a full-batch training loop); ``optzoo.testing`` (the conformance kit, not loaded by
+(a full-batch training loop); ``optzoo.sweep`` (hyperparameter grids x seeds, vmapped, in one
+compilation); ``optzoo.testing`` (the conformance kit, not loaded by
 ``import optzoo``).
 """
 

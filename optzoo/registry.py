@@ -52,6 +52,9 @@ class Entry:
     static_args: hyperparameters that fix shapes or Python control flow and so cannot be
       traced by ``optax.inject_hyperparams`` (passed as its ``static_args``).
     lr_arg: name of the learning-rate argument that accepts a schedule (None if none).
+    full_batch_only: True when the method needs the exact objective at every step (a
+      minibatch gradient breaks it, e.g. a line search or trust region on the loss); the
+      benchmarks then run it only on full-batch workloads and say so.
     convergence_steps: steps of the convergence check (at most 30,000).
     convergence_tol: distance to the minimizer the convergence check requires.
     notes: one line for the README table.
@@ -68,6 +71,7 @@ class Entry:
   extra_args: tuple[str, ...] = ()
   static_args: tuple[str, ...] = ()
   lr_arg: str | None = "learning_rate"
+  full_batch_only: bool = False
   convergence_steps: int = 10_000
   convergence_tol: float = 3e-2
   notes: str = ""
@@ -172,6 +176,8 @@ ENTRIES: tuple[Entry, ...] = (
         # subspace_dim fixes the basis shape; the others are Python control flow.
         static_args=krylov_cubic_newton.static_args,
         lr_arg=None,
+        # the cubic model's backtracking on M compares exact decreases of the objective
+        full_batch_only=True,
         convergence_steps=100,
         notes="Lanczos subspace (m HVPs/step) + cubic model with backtracked M; needs obj_fn; "
               "full batch",

@@ -6,7 +6,8 @@ Layers (an import goes only to a strictly lower rank, so there is no cycle; ever
   0  _src.checks, _src.trees, _src.memory,    argument checks, per-leaf plumbing, state bytes,
      _src.masking                              objectives inside optax.masked / partition
   1  compression, curvature, lmo, layouts      building blocks: arrays and pytrees, no optax
-     objectives, training                      toy problems; the full-batch training loop
+     objectives, training, sweep               toy problems; the full-batch training loop;
+                                               hyperparameter sweeps in one compilation
   2  _src.alias                                the <name>(learning_rate, ...) alias shape
      models                                    the flax.nnx model suite (objectives over real layers)
   3  _src.<paper>                              one private module per paper
@@ -30,14 +31,14 @@ RANK = {
     "optzoo._src.checks": 0, "optzoo._src.trees": 0, "optzoo._src.memory": 0,
     "optzoo._src.masking": 0,
     "optzoo.compression": 1, "optzoo.curvature": 1, "optzoo.lmo": 1,
-    "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.layouts": 1,
+    "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.sweep": 1, "optzoo.layouts": 1,
     "optzoo._src.alias": 2, "optzoo.models": 2,
     **{f"optzoo._src.{p}": 3 for p in PAPERS},
     "optzoo.registry": 4, "optzoo.testing": 4, "optzoo.strategies": 4,
     "optzoo": 5, "optzoo.pytest_plugin": 5, "optzoo._src": 0,
 }
 PUBLIC_MODULES = ("compression", "curvature", "layouts", "lmo", "models", "objectives", "registry",
-                  "testing", "training")
+                  "sweep", "testing", "training")
 
 
 def _module_name(path: pathlib.Path) -> str:

@@ -96,3 +96,7 @@ def test_temp_bytes_per_param():
   assert optzoo.temp_bytes_per_param(optax.sgd(0.1), params, device=cpu) < 1.0
   with pytest.raises(ValueError, match="noise_grads"):
     optzoo.temp_bytes_per_param(optax.sgd(0.1), params, ("noise_grads",))
+
+def test_full_batch_only_is_declared_where_a_minibatch_breaks_the_method():
+  assert registry.get("krylov_cubic_newton").full_batch_only
+  assert not any(e.full_batch_only for e in ENTRIES if e.name != "krylov_cubic_newton")
