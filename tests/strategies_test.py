@@ -247,6 +247,7 @@ def test_hypothesis_is_an_extra_not_a_dependency():
   meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
   assert not any(d.startswith("hypothesis") for d in meta["dependencies"])
   assert any(d.startswith("hypothesis") for d in meta["optional-dependencies"]["testing"])
+  assert any(d.startswith("pytest") for d in meta["optional-dependencies"]["testing"])
   assert any(d.startswith("hypothesis") for d in meta["optional-dependencies"]["dev"])
   assert meta["entry-points"]["pytest11"] == {"optzoo": "optzoo.pytest_plugin"}
 
