@@ -170,9 +170,18 @@ def _readme_section_code(title: str) -> str:
   return "\n\n".join(blocks)
 
 
+def _plugin_args() -> list[str]:
+  """``-p optzoo.pytest_plugin`` unless an installed optzoo already registers it (pytest11)."""
+  import importlib.metadata  # noqa: PLC0415
+
+  installed = importlib.metadata.entry_points(group="pytest11")
+  return [] if any(ep.value == "optzoo.pytest_plugin" for ep in installed) else [
+      "-p", "optzoo.pytest_plugin"]
+
+
 def _pytest(path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
   return subprocess.run(
-      [sys.executable, "-m", "pytest", "-p", "optzoo.pytest_plugin", "-p", "no:cacheprovider",
+      [sys.executable, "-m", "pytest", *_plugin_args(), "-p", "no:cacheprovider",
        "-q", "-rs", str(path), *args],
       capture_output=True, text=True, env=_env(), cwd=path.parent, timeout=900)
 
@@ -247,6 +256,7 @@ def test_hypothesis_is_an_extra_not_a_dependency():
   meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
   assert not any(d.startswith("hypothesis") for d in meta["dependencies"])
   assert any(d.startswith("hypothesis") for d in meta["optional-dependencies"]["testing"])
+  assert any(d.startswith("pytest") for d in meta["optional-dependencies"]["testing"])
   assert any(d.startswith("hypothesis") for d in meta["optional-dependencies"]["dev"])
   assert meta["entry-points"]["pytest11"] == {"optzoo": "optzoo.pytest_plugin"}
 
