@@ -23,6 +23,17 @@ Practical notes:
 * Scale: with ``hessian_power=1`` and ``eps=0`` the trajectory does not change when the loss
   is multiplied by a positive constant; eps is in curvature units, so it matters for losses
   with tiny curvature.
+* Zero curvature: where the second moment ``v`` is exactly 0 (every estimate of that
+  coordinate so far was 0) the step is 0, not ``m_hat / eps``. That happens for a coordinate
+  the loss is linear in, and when a probe cancels: with a Hessian of equal-magnitude entries (a
+  loss of ``sum(params)``, rank one) ``(H z)_i = 0`` for 3 probes in 8 on a 4-parameter
+  problem, where ``m_hat / eps`` would be a step of ``1e4 * lr`` times the gradient. Such a
+  coordinate moves from the first refresh whose estimate is nonzero (its momentum kept
+  meanwhile). With ``hessian_power=0`` the curvature is ignored, and so is this rule.
+* Inputs: real floating-point leaves; integer and complex leaves are a ``TypeError`` at
+  ``init`` naming the leaf (keep integer leaves out with ``optax.partition`` and pass
+  ``obj_fn=optzoo.frozen_objective(loss_fn, params)``). A gradient whose shape differs from
+  the state's is a ``ValueError`` naming the leaf; an empty pytree gives an empty update.
 """
 
 from __future__ import annotations
@@ -38,7 +49,6 @@ import optax
 from optzoo import curvature
 from optzoo import layouts as _layouts
 from optzoo._src import alias, checks, masking
-from optzoo._src.krylov import check_real_float_leaves
 
 AveragingMode = Literal["official", "none", "fan_in"]
 AVERAGING_MODES = get_args(AveragingMode)
@@ -210,7 +220,7 @@ class _Config(NamedTuple):
 
 def _init_state(params, *, averaging, layouts, stack_axes, update_every, mu_dtype, nu_dtype,
                 raw_key):
-  check_real_float_leaves("scale_by_adahessian", params)
+  curvature._check_real_float_leaves("scale_by_adahessian", params)
   lays = _leaf_layouts(params, averaging, layouts, stack_axes)  # raises for ambiguous leaves
   if isinstance(averaging, (int, np.integer)):
     for p, lay in zip(jax.tree.leaves(params), lays):  # raises if the block does not divide
@@ -346,25 +356,12 @@ def scale_by_adahessian(
   enters :math:`v` and no HVP is computed (``lax.cond``). eps is outside the power, as in the
   authors' code (the paper's algorithm has no eps).
 
-  Averaging reads :mod:`optzoo.layouts`: by default only a convolution kernel is averaged, over
-  its window axes; attention kernels, dense kernels, embeddings and stacks of layers are not
-  (never across a stack's layer axes). A leaf of three or more axes that the layout rules do
-  not identify (a 1-D conv kernel and a ``(layers, in, out)`` stack look alike) is an
-  :class:`optzoo.layouts.AmbiguousLayoutError` naming the leaf, at ``init``: pass
-  ``layouts=optzoo.layouts.from_nnx(model)``, ``stack_axes=`` or a per-leaf ``layouts=``.
+  Averaging reads :mod:`optzoo.layouts` (only conv windows by default, never a stack's layer
+  axes); a leaf no layout rule identifies is an :class:`optzoo.layouts.AmbiguousLayoutError`
+  naming it, at ``init`` (pass ``layouts=`` or ``stack_axes=``).
 
-  Zero curvature: where :math:`v_t = 0` (every estimate of that coordinate so far was exactly
-  0) the step is 0, not :math:`\hat m_t/\epsilon`. That happens for a coordinate the loss is
-  linear in, and when a probe cancels: with a Hessian of equal-magnitude entries (a loss of
-  ``sum(params)``, a rank-one Hessian) :math:`(Hz)_i = 0` for about a third of the probes of a
-  4-parameter problem, and :math:`\hat m/\epsilon = g/10^{-4}` would be a step of ``1e4 * lr``
-  times the gradient. Such a coordinate moves from the first refresh whose estimate is
-  nonzero (its momentum kept meanwhile). With ``hessian_power = 0`` the curvature is ignored and
-  so is this rule.
-
-  Inputs: real floating-point leaves; integer and complex leaves are a ``TypeError`` at
-  ``init`` naming the leaf. A gradient whose shape differs from the state's is a
-  ``ValueError`` naming the leaf. An empty pytree gives an empty update.
+  Where :math:`v_t = 0` (no nonzero curvature estimate yet) the step is 0, not
+  :math:`\hat m_t/\epsilon`; inputs are real float leaves (see the notes above).
 
   ``update(updates, state, params, *, obj_fn=None, hvp_fn=None, hessian_diag=None)``: one of
   ``obj_fn`` (params -> scalar loss, the same minibatch loss as the gradients; the HVP is
@@ -403,13 +400,11 @@ def scale_by_adahessian(
       forward-over-reverse pass inside the cond: use it when the gradient is computed outside
       the jitted function that calls ``update`` (nothing to merge with, so True would pay a
       gradient on every skipped step). Both give identical results.
-    layouts: how leaves are viewed for the averaging, passed to
-      :func:`optzoo.layouts.infer`: a pytree of :class:`optzoo.layouts.LeafLayout` (or None
-      per leaf) with the params' structure or a prefix of it, or a callable such as
-      ``optzoo.layouts.from_nnx(model)``. Default None: :func:`optzoo.layouts.default_layout`.
-    stack_axes: leading stack (layer) axes, an int or a pytree of ints over some subtrees
-      (e.g. ``{"blocks": 1}`` for an ``nnx.scan`` stack), passed to
-      :func:`optzoo.layouts.infer`. Default None: none.
+    layouts: leaf layouts for the averaging, passed to :func:`optzoo.layouts.infer` (a pytree
+      of :class:`optzoo.layouts.LeafLayout`, or a callable such as
+      ``optzoo.layouts.from_nnx(model)``). Default None: the default rules.
+    stack_axes: leading stack axes for :func:`optzoo.layouts.infer`, an int or a pytree of ints
+      (e.g. ``{"blocks": 1}`` for an ``nnx.scan`` stack). Default None: none.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; updates have the gradients' dtype.

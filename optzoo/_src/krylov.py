@@ -210,30 +210,8 @@ def _check_args(*, subspace_dim, init_M, shrink, grow, max_backtracks, min_M, ma
               adaptive=adaptive, breakdown_tol=breakdown_tol)
 
 
-def check_real_float_leaves(who: str, params: Any) -> None:
-  """A ``TypeError`` naming the first leaf that is not a real floating-point array, with the
-  remedy: integer and bool leaves are kept out of a curvature optimizer with
-  ``optax.partition`` plus ``optzoo.frozen_objective``; complex leaves are split in two real
-  ones (the Hessian-vector product algebra here is real)."""
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    dtype = jnp.result_type(leaf)
-    name = jax.tree_util.keystr(path)
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-      raise TypeError(
-          f"{who}: the leaf {name} is complex ({dtype}); this optimizer works with real "
-          "leaves only. Optimize the real and imaginary parts as two float leaves (params "
-          "(re, im), and z = re + 1j * im inside the loss).")
-    if not jnp.issubdtype(dtype, jnp.floating):
-      raise TypeError(
-          f"{who}: the leaf {name} has dtype {dtype}; Hessian-vector products need "
-          "floating-point leaves. Keep such leaves out of the optimizer with "
-          "optax.partition({'opt': tx, 'frozen': optax.set_to_zero()}, labels) and pass "
-          "obj_fn=optzoo.frozen_objective(loss_fn, params) to its update (the objective then "
-          "sees every leaf).")
-
-
 def _init_state(params, init_M) -> ScaleByKrylovCubicNewtonState:
-  check_real_float_leaves("krylov_cubic_newton", params)
+  curvature._check_real_float_leaves("krylov_cubic_newton", params)
   dtype = _compute_dtype(params)
   zero = jnp.zeros([], dtype)
   return ScaleByKrylovCubicNewtonState(
