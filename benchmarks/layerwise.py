@@ -6,7 +6,8 @@ seed) generated here; its entropy rate is the best achievable loss. Model: a 2-b
 causal transformer (d=64, 4 heads, MLP 4x, learned positions, untied head). The main job's
 budget rule (``common.py``): each optimizer's learning rate is swept over the same grid
 (``common.lr_grid()``) with the same warmup + cosine schedule on seed 0, one ``optzoo.sweep``
-compilation each, and the best point is re-run on 3 fresh seeds (mean +- std reported). Departures, on purpose: synthetic data with a known optimum, and the
+compilation each, and the best point is re-run on 3 fresh seeds (mean +- std reported).
+Departures, on purpose: synthetic data with a known optimum, and the
 paper's D-Muon-like settings (muon with ``consistent_rms=0.2``, AdamW on embedding, head and
 vectors, weight decay 0.1 for all three) instead of defaults. An ablation runs LANTON with every
 rate clipped to 1 (``r_min=1``) at LANTON's learning rate. Reported: final held-out loss, steps

@@ -17,10 +17,11 @@ Protocol, the same for everyone (the budget rule of ``common.py``):
    compilation); every reported number comes from those seeds (mean +- std).
 3. Reported per workload: the metric (and accuracy), steps to a target (1.1x optax.adam's mean
    final metric), step time relative to optax.adam (wall time of the same-shape compiled
-   program: 7 models vmapped, evaluation included; median over its two runs), state bytes per
-   parameter, and step-size sensitivity (grid points within 10% of the best). Rank = 1 + the
-   number of optimizers whose mean is lower by more than the larger of the two seed standard
-   deviations, so differences below the seed spread are ties.
+   program: 7 models vmapped, evaluation included; median of the ratios of its two runs, plus
+   5 interleaved re-runs on the cheap full-batch workloads), state bytes per parameter, and
+   step-size sensitivity (grid points within 10% of the best). Rank = 1 + the number of
+   optimizers whose mean is lower by more than the larger of the two seed standard deviations,
+   so differences below the seed spread are ties.
 
 Exceptions, structural and stated in the output: ``krylov_cubic_newton`` has no step size (one
 point, the seeds only) and is full-batch only (its registry entry), so it runs on the two
@@ -62,6 +63,8 @@ QUICK_GRID = (1e-3, 1e-2, 1e-1)
 QUICK_OPTIMIZERS = ("optax.adam", "lion", "optax.lion", "adahessian", "krylov_cubic_newton")
 REFERENCE = "optax.adam"
 TARGET_FACTOR = 1.1
+#: interleaved re-runs of the seeds' program on the full-batch workloads, for the step time
+RETIME = 5
 #: absolute floor of the tie rule and of the target on the f - f* workloads (float32 rounding)
 FLOOR = 1e-7
 #: the settings both Lion implementations get, explicitly (optax.lion's defaults)
@@ -137,14 +140,16 @@ def run_one(c: Contestant, w: common.Workload, grid: np.ndarray) -> dict:
   if c.lr_arg is None:
     prog = sweeps.compile_sweep(c.factory, w.loss, w.init, w.steps, shape=(1, n), **common_kw)
     phase1, best = None, None
-    phase2 = prog.run({}, [list(range(1, n + 1))])
+    phase2_args = ({}, [list(range(1, n + 1))])
+    phase2 = prog.run(*phase2_args)
   else:
     prog = sweeps.compile_sweep(
         c.factory, w.loss, w.init, w.steps, names=(c.lr_arg,), shape=(n, 1),
         schedule=common.schedule(w.steps) if c.scheduled else None, scheduled=c.lr_arg, **common_kw)
     phase1 = prog.run({c.lr_arg: grid}, np.zeros((n, 1)))
     best = phase1.best("loss")
-    phase2 = prog.run({c.lr_arg: np.full(n, grid[best])}, np.arange(1, n + 1)[:, None])
+    phase2_args = ({c.lr_arg: np.full(n, grid[best])}, np.arange(1, n + 1)[:, None])
+    phase2 = prog.run(*phase2_args)
   compilations = prog.compilations + (phase1.compilations if phase1 else 0) + phase2.compilations
   if compilations != 1:
     raise RuntimeError(f"{c.name} on {w.name}: {compilations} compilations, expected 1")
@@ -166,6 +171,9 @@ def run_one(c: Contestant, w: common.Workload, grid: np.ndarray) -> dict:
       "compile_s": prog.compile_seconds,
       # wall times of the runs (grid, seeds): the same program shape for every optimizer
       "times": ([phase1.run_seconds] if phase1 else []) + [phase2.run_seconds],
+      "retimes": [],
+      # re-runs the seeds through the compiled program (no compilation): its wall time
+      "rerun": lambda: prog.run(*phase2_args).run_seconds,
   }
 
 
@@ -265,7 +273,7 @@ def main(argv=None):
                                          "minibatch workload"}
       continue
     wres["rows"][c.name] = run_one(c, w, grid)
-    if honest(wres["rows"], w.name):
+    if w.name not in honesty and honest(wres["rows"], w.name):
       honesty.append(w.name)
 
   # per-workload statistics, targets, step times, state bytes
@@ -302,7 +310,11 @@ def main(argv=None):
     rk = ranks({n: r["mean"] for n, r in rows.items()}, {n: r["std"] for n, r in rows.items()})
     for n, r in rows.items():
       r["rank"] = rk[n]
-    # step time: the same-shape compiled program's wall time against the reference's
+    # step time: the same-shape compiled program's wall time against the reference's; the
+    # cheap full-batch programs are re-run RETIME times, interleaved, for paired samples
+    for i in range(RETIME if w.full_batch else 0):
+      for n in (list(rows) if i % 2 == 0 else list(rows)[::-1]):
+        rows[n]["retimes"].append(rows[n]["rerun"]())
     for n, r in rows.items():
       c = next(c for c in racers if c.name == n)
       kw = dict(c.hparams)
@@ -311,10 +323,10 @@ def main(argv=None):
       r["bytes_per_param"] = optzoo.bytes_per_param(c.factory(**kw),
                                                     w.init(jax.random.PRNGKey(0)))
       n_models = len(r["final"])
-      r["step_ms"] = float(min(r["times"]) / (n_models * w.steps) * 1e3)
+      r["step_ms"] = float(min(r["times"] + r["retimes"]) / (n_models * w.steps) * 1e3)
       if ref is not None:
-        pairs = list(zip(r["times"], ref["times"])) if len(r["times"]) == 2 else [
-            (r["times"][-1], ref["times"][-1])]
+        pairs = list(zip(r["times"][::-1], ref["times"][::-1])) + list(zip(r["retimes"],
+                                                                            ref["retimes"]))
         r["step_ratio"] = float(np.median([a / b for a, b in pairs]))
 
   wall, cpu = time.perf_counter() - t_start, time.process_time() - cpu_start
@@ -334,7 +346,8 @@ def main(argv=None):
 # ----------------------------------------------------------------------------- outputs
 def _jsonable(x: Any) -> Any:
   if isinstance(x, dict):
-    return {k: _jsonable(v) for k, v in x.items() if k not in ("workload", "phase1_raw")}
+    return {k: _jsonable(v) for k, v in x.items()
+            if k not in ("workload", "phase1_raw", "rerun")}
   if isinstance(x, (list, tuple)):
     return [_jsonable(v) for v in x]
   if isinstance(x, np.ndarray):
@@ -344,6 +357,16 @@ def _jsonable(x: Any) -> Any:
   if isinstance(x, np.integer):
     return int(x)
   return x
+
+
+def timing_noise(rows: dict) -> str:
+  """The step-time ratio of lion to optax.lion: identical programs, so its distance from 1 is
+  the timing noise of this run."""
+  a, b = rows.get("lion", {}), rows.get("optax.lion", {})
+  if a.get("step_ratio") is None or b.get("step_ratio") is None:
+    return ""
+  return (f" Timing noise: lion / optax.lion step time {a['step_ratio'] / b['step_ratio']:.2f} "
+          "(identical programs).")
 
 
 def write_outputs(out, results, racers, meta, quick):
@@ -356,7 +379,9 @@ def write_outputs(out, results, racers, meta, quick):
       "decay to 0, the same step budget, defaults elsewhere; the best grid point on seed 0 "
       f"(final validation loss, or f - f*) is re-run on {meta['seeds']} fresh seeds, which give "
       "every number below (mean +- std). Rank = 1 + the number of optimizers better by more than "
-      "the larger seed std (=k: a tie).")
+      "the larger seed std (=k: a tie). Step time / adam: wall time of the same compiled "
+      "program shape (the seeds' models vmapped, evaluation included) over optax.adam's, median "
+      "of paired runs.")
   honesty = ("Honesty check: optzoo.lion and optax.lion (settings "
              f"{meta['lion_settings']}) are bitwise identical on "
              f"{', '.join(meta['honesty_check']) or 'no workload (not both run)'}.")
@@ -388,13 +413,17 @@ def write_outputs(out, results, racers, meta, quick):
         cells.append(f"{fmt_metric(r['mean'], fb)} +- {fmt(r['std'], 2)} "
                      f"({fmt_rank(r['rank'], all_r)})")
         if r.get("step_ratio") is not None:
-          ratios.append(r["step_ratio"])
+          ratios.append((results[w]["workload"].full_batch, r["step_ratio"]))
         if bytes_ is None or w == "charlm" or "charlm" not in order:
           bytes_ = r.get("bytes_per_param")
+    # the model workloads time real networks; the full-batch ones are microseconds per step
+    timed = [x for fb, x in ratios if not fb] or [x for _, x in ratios]
     lines.append(f"| {n} | {by_name[n].family} | " + " | ".join(cells)
-                 + f" | {fmt(bytes_)} | {fmt(np.median(ratios), 2) if ratios else '-'} |")
+                 + f" | {fmt(bytes_)} | {fmt(np.median(timed), 2) if timed else '-'} |")
   lines += ["", "State bytes per parameter on the char-LM model (else on the first workload the "
-            "optimizer ran on); step time / adam: median over the workloads it ran on.", ""]
+            "optimizer ran on); step time / adam: median over the model workloads (digits, "
+            "charlm), else over the full-batch ones, whose steps take microseconds and whose "
+            "timing noise is large (see each section's 'Timing noise').", ""]
 
   for w in order:
     wres = results[w]
@@ -405,8 +434,10 @@ def write_outputs(out, results, racers, meta, quick):
               f"Metric: {wl.metric}, after {wl.steps} steps. Target for steps-to-target: "
               f"{fmt(tgt, 4)} ({TARGET_FACTOR}x {REFERENCE}'s mean final metric"
               f"{', floored at 1e-7' if wl.full_batch else ''}), checked every "
-              f"{wl.eval_every} steps. Data: "
-              + ", ".join(f"{k} {v}" for k, v in wl.info.items() if k != "files") + ".", "",
+              f"{wl.eval_every} steps."
+              + (" Data: " + ", ".join(f"{k} {v}" for k, v in wl.info.items() if k != "files")
+                 + "." if wl.info else "")
+              + timing_noise(wres["rows"]), "",
               "| rank | optimizer | best step size | " + wl.metric + " | "
               + ("accuracy | " if acc else "")
               + "steps to target (seeds reaching) | step time / adam | ms/step | "

@@ -36,13 +36,16 @@ schedule(t))``. Sweeping the *peak* of a warmup-cosine schedule is then one grid
 ``learning_rate`` with ``schedule=optax.warmup_cosine_decay_schedule(0.0, 1.0, 50, 1000)``.
 
 **Nested optimizers.** To sweep an argument of an optimizer nested in another (the learning
-rate of ``noise_adaptive_layerwise``'s ``inner``, of ``metaoptimize``'s ``base``), give a
-factory that takes it::
+rate of ``noise_adaptive_layerwise``'s ``inner`` optimizer), give a factory that takes it::
 
     factory = lambda learning_rate: optzoo.noise_adaptive_layerwise(optax.adam(learning_rate))
 
 A registry entry (anything with ``.factory``, and optionally ``.static_args``, ``.extra_args``
 and ``.lr_arg``) may stand in for the factory.
+
+**Re-running without compiling.** :func:`compile_sweep` returns the compiled program of a fixed
+shape; :meth:`CompiledSweep.run` takes any values and seeds of that shape (a grid on seed 0,
+then the best point on fresh seeds, as ``benchmarks/run.py`` does).
 """
 
 from __future__ import annotations
