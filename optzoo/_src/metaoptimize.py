@@ -316,7 +316,10 @@ def _meta_step(cfg: _Config, beta, z, mu, nu, count):
 def _trace_dtype(cfg: _Config, dtype) -> Any:
   if cfg.trace_dtype is not None:
     return jnp.dtype(cfg.trace_dtype)
-  return jnp.promote_types(dtype, jnp.float32)
+  dtype = jnp.dtype(dtype)  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
+  return dtype
 
 
 def _init(cfg: _Config, base, params) -> MetaOptimizeState:
