@@ -171,7 +171,7 @@ def global_indices(idx: jax.Array, layout: BlockLayout) -> jax.Array:
                        lay.n_blocks * lay.block)
   else:
     offset = jnp.zeros_like(pos)
-  return idx.astype(jnp.int32) + offset
+  return idx.astype(jnp.int32) + jnp.broadcast_to(offset, idx.shape)
 
 
 def scatter_blocks(idx: jax.Array, values: jax.Array, layout: BlockLayout,

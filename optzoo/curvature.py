@@ -122,7 +122,8 @@ def rademacher(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32)
   last = shape[-1]
   words = -(-last // 32)
   bits = jax.random.bits(key, tuple(shape[:-1]) + (words,), jnp.uint32)
-  signs = (bits[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
+  shifts = jnp.arange(32, dtype=jnp.uint32).reshape((1,) * bits.ndim + (32,))
+  signs = (bits[..., None] >> shifts) & jnp.uint32(1)
   signs = signs.reshape(tuple(shape[:-1]) + (words * 32,))[..., :last]
   return (2 * signs.astype(jnp.int32) - 1).astype(dtype)
 
@@ -287,7 +288,9 @@ def lanczos(
   if reortho not in ("full", "none"):
     raise ValueError(f"reortho={reortho!r} is not one of 'full', 'none'.")
   flat0, unravel = ravel_pytree(v0)
-  dtype = jnp.promote_types(flat0.dtype, jnp.float32)
+  dtype = flat0.dtype  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
   x0 = flat0.astype(dtype)
   m, d = num_steps, x0.shape[0]
   if breakdown_tol is None:
@@ -392,7 +395,9 @@ def solve_cubic_subproblem_diagonal(
     >>> [round(float(v), 4) for v in sol.z], round(float(sol.lam), 4)   # the hard case
     ([-0.3333, 1.972], 1.0)
   """
-  dtype = jnp.promote_types(jnp.result_type(theta), jnp.float32)
+  dtype = jnp.result_type(theta)  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
   theta = jnp.asarray(theta, dtype)
   gamma = jnp.asarray(gamma, dtype)
   iters = _default_secular_iters(dtype) if iters is None else iters
@@ -479,7 +484,9 @@ def solve_cubic_subproblem(
     >>> [abs(round(float(v), 4)) for v in sol.z], float(sol.lam)   # hard case: b = 0
     ([2.0, 0.0], 1.0)
   """
-  dtype = jnp.promote_types(jnp.result_type(b), jnp.float32)
+  dtype = jnp.result_type(b)  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
   b = jnp.asarray(b, dtype)
   theta, Q = jnp.linalg.eigh(jnp.asarray(B, dtype))
   y, lam, model = solve_cubic_subproblem_diagonal(theta, Q.T @ b, jnp.asarray(M, dtype), iters)
@@ -566,7 +573,9 @@ def backtrack_cubic_step(
     >>> bool(out.accepted), int(out.num_backtracks) > 0, bool(f(x + out.step) < f(x))
     (True, True, True)
   """
-  dtype = jnp.promote_types(jnp.result_type(theta), jnp.float32)
+  dtype = jnp.result_type(theta)  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
   M0 = jnp.clip(shrink * M_prev, min_M, max_M).astype(dtype)
 
   def trial(M):

@@ -166,7 +166,9 @@ def _problem(dtype=jnp.float32):
   def loss(p):
     base = obj.loss(p)
     k = p["dense"]["kernel"]
-    return base + 0.1 * jnp.sum(jnp.tanh(k) ** 2) + 0.05 * jnp.sum(p["scale"]) * jnp.sum(k[0])
+    # the coupling terms are in the params' dtype, cast explicitly to the loss's (float32 or wider)
+    return (base + (0.1 * jnp.sum(jnp.tanh(k) ** 2)).astype(base.dtype)
+            + (0.05 * jnp.sum(p["scale"]) * jnp.sum(k[0])).astype(base.dtype))
 
   return params, loss
 

@@ -26,7 +26,7 @@ def _problem():
   x = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
 
   def loss(p):
-    h = jnp.tanh(x @ p["w"] + p["b"]) * p["s"]
+    h = jnp.tanh(x @ p["w"] + p["b"][None, :]) * p["s"]
     return jnp.sum(jnp.log1p(h**2)) + 0.1 * jnp.sum(p["w"] ** 4)
 
   return params, loss

@@ -15,12 +15,13 @@ from optzoo import objectives
 from optzoo import krylov_cubic_newton, krylov_cubic_newton_minimize, scale_by_krylov_cubic_newton
 from optzoo.curvature import solve_cubic_subproblem
 
+from helpers import run
+
 
 def _one_step(tx, loss, params):
-  state = tx.init(params)
-  g = jax.grad(loss)(params)
-  updates, state = jax.jit(lambda g, s, p: tx.update(g, s, p, obj_fn=loss))(g, state, params)
-  return updates, state
+  """(updates, state) of one step: the shared run, for one step, unpacked."""
+  out = run(tx, params, 1, loss=loss, obj_fn=True)
+  return out.updates[0], out.states[-1]
 
 
 def test_one_dimensional_subspace_closed_form():

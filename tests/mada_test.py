@@ -14,6 +14,8 @@ from optzoo import mada_coefficients as coeffs_dict
 
 from optzoo._src import mada as mada_mod  # the implementation module (private)
 
+from helpers import assert_trees_close, run, with_standard_promotion
+
 FROZEN = {"learn": (), "v_init": 0.0}  # the corners: nothing learned, v starts at 0
 
 
@@ -28,37 +30,23 @@ def _loss(p):
           + jnp.sum(p["s"] ** 2) * jnp.sum(p["w"][0]))
 
 
-def _assert_same_trajectory(tx_a, tx_b, steps=100, rtol=1e-10, atol=1e-12, params=None):
-  """Runs both optimizers from the same params and compares the params after every step."""
-  params = _params() if params is None else params
-  grad = jax.grad(_loss)
-
-  def make(tx):
-    @jax.jit
-    def step(p, s):
-      u, s = tx.update(grad(p), s, p)
-      return optax.apply_updates(p, u), s
-    return step
-
-  step_a, step_b = make(tx_a), make(tx_b)
-  pa, sa, pb, sb = params, tx_a.init(params), params, tx_b.init(params)
-  for t in range(steps):
-    pa, sa = step_a(pa, sa)
-    pb, sb = step_b(pb, sb)
-    for k in pa:
-      np.testing.assert_allclose(np.asarray(pa[k]), np.asarray(pb[k]), rtol=rtol, atol=atol,
-                                 err_msg=f"step {t + 1}, leaf {k}")
-  return sa
+def _assert_same_trajectory(tx_a, tx_b, steps=100, rtol=1e-10, atol=1e-12):
+  """Runs both optimizers on _loss from _params() and compares the params after every step;
+  returns tx_a's final state."""
+  a, b = (run(tx, _params(), steps, loss=_loss) for tx in (tx_a, tx_b))
+  for t, (pa, pb) in enumerate(zip(a.params, b.params)):
+    assert_trees_close(pa, pb, rtol=rtol, atol=atol, err_msg=f"step {t + 1}")
+  return a.states[-1]
 
 
 # ----------------------------------------------------------------------------- corners
-@pytest.mark.parametrize("how", ["learn_nothing", "hyper_lr_zero"])
-def test_adam_corner_equals_optax_adam_step_by_step(how):
+@pytest.mark.parametrize("kw", [FROZEN, {"hyper_lr": 0.0, "v_init": 0.0}],
+                         ids=["learn_nothing", "hyper_lr_zero"])
+def test_adam_corner_equals_optax_adam_step_by_step(kw):
   with jax.enable_x64(True):
-    kw = dict(FROZEN) if how == "learn_nothing" else {"hyper_lr": 0.0, "v_init": 0.0}
     state = _assert_same_trajectory(
         optzoo.mada(1e-2, b1=0.9, b2=0.99, eps=1e-8, **kw),
-        optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8))
+        with_standard_promotion(optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8)))
     # hyper_lr 0 still computes the hypergradient; the coefficients must not move
     np.testing.assert_array_equal(optax.tree.get(state, "coeffs"), [0.9, 0.99, 0.0, 1.0, 1.0, 1.0])
 
@@ -68,21 +56,24 @@ def test_adam_corner_with_masked_decay_equals_optax_adamw():
     mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731  (the reference's rule)
     _assert_same_trajectory(
         optzoo.mada(1e-2, b2=0.99, eps=1e-8, weight_decay=0.1, mask=mask, **FROZEN),
-        optax.adamw(1e-2, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, mask=mask))
+        with_standard_promotion(
+            optax.adamw(1e-2, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, mask=mask)))
 
 
 def test_adam_corner_with_default_v_init_is_adam_up_to_1e_15():
   with jax.enable_x64(True):
     _assert_same_trajectory(optzoo.mada(1e-2, b2=0.99, eps=1e-8, learn=()),
-                            optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8), rtol=1e-6, atol=1e-9)
+                            with_standard_promotion(optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8)),
+                            rtol=1e-6, atol=1e-9)
 
 
 def test_yogi_corner_equals_optax_scale_by_yogi_with_zero_init():
   with jax.enable_x64(True):
     _assert_same_trajectory(
         optzoo.mada(1e-2, c=0.0, b2=0.99, eps=1e-8, **FROZEN),
-        optax.chain(optax.scale_by_yogi(b1=0.9, b2=0.99, eps=1e-8, initial_accumulator_value=0.0),
-                    optax.scale(-1e-2)))
+        with_standard_promotion(optax.chain(
+            optax.scale_by_yogi(b1=0.9, b2=0.99, eps=1e-8, initial_accumulator_value=0.0),
+            optax.scale(-1e-2))))
 
 
 @pytest.mark.parametrize("compat,lion_b1", [("paper", 0.95), ("reference", 0.95 * 0.98)])

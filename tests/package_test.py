@@ -95,7 +95,8 @@ _NOT_COPIED = (".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".
                ".hypothesis", ".ipynb_checkpoints", "_build")
 
 
-def _run(cmd, *, cwd, timeout, env=None):
+def _run_command(cmd, *, cwd, timeout, env=None):
+  """Runs a command (not an optimizer) and asserts it exits 0."""
   proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
   assert proc.returncode == 0, (
       f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n"
@@ -119,8 +120,8 @@ def dists(tmp_path_factory):
   src = tmp / "src"
   shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(*_NOT_COPIED))
   out = tmp / "dist"
-  _run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
-       cwd=tmp, timeout=300, env=_clean_env())
+  _run_command([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(src)],
+               cwd=tmp, timeout=300, env=_clean_env())
   wheels = sorted(out.glob("optzoo-*.whl"))
   sdists = sorted(out.glob("optzoo-*.tar.gz"))
   assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in out.iterdir())
@@ -222,14 +223,15 @@ def test_wheel_installs_into_a_fresh_venv_and_trains(dists, tmp_path):
   env.pop("VIRTUAL_ENV", None)
   try:
     # no pip inside (ensurepip is slow); this interpreter's pip installs into it (--python)
-    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path, timeout=120,
-         env=env)
+    _run_command([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp_path,
+                 timeout=120, env=env)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-compile",
-          "--disable-pip-version-check", str(wheel)], cwd=tmp_path, timeout=600, env=env)
+    _run_command([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+                  "--no-compile", "--disable-pip-version-check", str(wheel)],
+                 cwd=tmp_path, timeout=600, env=env)
     script = tmp_path / "smoke.py"
     script.write_text(_SMOKE)
-    proc = _run([str(python), "-I", str(script)], cwd=tmp_path, timeout=300, env=env)
+    proc = _run_command([str(python), "-I", str(script)], cwd=tmp_path, timeout=300, env=env)
   finally:
     shutil.rmtree(venv, ignore_errors=True)  # ~0.8 GB of jax, jaxlib, flax, ...
   for family in ("first-order", "meta", "curvature", "layerwise", "memory-efficient"):

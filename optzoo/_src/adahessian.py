@@ -270,7 +270,9 @@ def _refresh(key, *, cfg, nu, like, matvec, hessian_diag, lays):
 
 def _direction(g, m, v, *, cfg, count, power_is_one):
   """One leaf of ``m_hat / (v_hat^(k/2) + eps)`` in at least float32, cast to ``g``'s dtype."""
-  ct = jnp.promote_types(v.dtype, jnp.float32)
+  ct = v.dtype  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(ct, jnp.inexact) and ct.itemsize >= 4):
+    ct = jnp.dtype(jnp.float32)
   t = count.astype(ct)
   bc1 = 1.0 - jnp.asarray(cfg.b1, ct) ** t
   bc2 = 1.0 - jnp.asarray(cfg.b2, ct) ** t

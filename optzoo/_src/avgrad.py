@@ -38,6 +38,17 @@ class ScaleByAvgradState(NamedTuple):
   nu_avg: optax.Updates
 
 
+def _cast_wider(x, other):
+  """x cast to what standard promotion makes of two float dtypes, spelled out: the common
+  dtype if they agree, else float64 if either is, else float32."""
+  if x.dtype == other.dtype:
+    return x
+  wide = any(d in (x.dtype, other.dtype) for d in (jnp.float64, jnp.complex128))
+  if jnp.iscomplexobj(x) or jnp.iscomplexobj(other):  # complex params: keep the phase
+    return x.astype(jnp.complex128 if wide else jnp.complex64)
+  return x.astype(jnp.float64 if wide else jnp.float32)
+
+
 def scale_by_avgrad(
     b1: float = 0.9,
     b2: float = 0.999,
@@ -108,17 +119,23 @@ def scale_by_avgrad(
     checks.check_same_structure(updates, params)
     checks.check_leaf_shapes("avgrad", updates, state.nu)
     count = optax.safe_increment(state.count)
-    bc1 = 1.0 - b1**count  # float ** int32: float64 under x64, float32 otherwise
-    bc2 = 1.0 - b2**count
-    inv_t = 1.0 / count
+    # float ** int32 (lax.pow, as b1**count does): float64 under x64, float32 otherwise
+    bc1 = 1.0 - jax.lax.pow(jnp.asarray(b1), count)
+    bc2 = 1.0 - jax.lax.pow(jnp.asarray(b2), count)
+    inv_t = 1.0 / count.astype(jnp.result_type(float))
 
     def leaf(g, m, v, vb):
       # One fused per-leaf pass: moments, running mean and the direction.
       m_new = b1 * m + (1.0 - b1) * g
       v_new = b2 * v + (1.0 - b2) * jnp.real(g * jnp.conj(g))  # g * g for real g
+      dv = v_new - vb
       # an overflowed v_t = inf keeps vbar = inf (inf - inf would be NaN)
-      vb_new = jnp.where(jnp.isinf(vb), vb, vb + (v_new - vb) * inv_t)
-      u = (m_new / bc1) / (jnp.sqrt(vb_new / bc2 + eps_root) + eps)
+      vb_new = jnp.where(jnp.isinf(vb), vb, vb + dv * inv_t.astype(dv.dtype))
+      # the direction in the promoted dtype of the moments and the bias corrections
+      m_hat = _cast_wider(m_new, bc1) / _cast_wider(bc1, m_new)
+      v_hat = _cast_wider(vb_new, bc2) / _cast_wider(bc2, vb_new)
+      denom = jnp.sqrt(v_hat + eps_root) + eps
+      u = _cast_wider(m_hat, denom) / _cast_wider(denom, m_hat)
       return (u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype),
               vb_new.astype(vb.dtype))
 

@@ -70,7 +70,9 @@ def _compute_dtype(params) -> Any:
   leaves = jax.tree.leaves(params)
   if not leaves:
     return jnp.float32
-  return jnp.promote_types(jnp.result_type(*[jnp.dtype(l.dtype) for l in leaves]), jnp.float32)
+  # the widest leaf dtype, at least float32
+  return jnp.dtype(jnp.float64 if any(jnp.dtype(l.dtype) == jnp.float64 for l in leaves)
+                   else jnp.float32)
 
 
 def _next_state(state, *, subspace_dim, dtype, M, lam, model, value, grad_norm, num_backtracks,

@@ -511,7 +511,12 @@ def _trace_dtype(cfg: _Config, dtype) -> Any:
     if jnp.issubdtype(dtype, jnp.complexfloating) and not jnp.issubdtype(dt, jnp.complexfloating):
       dt = jnp.promote_types(dt, jnp.complex64)  # a complex trace for complex params
     return dt
-  return jnp.promote_types(dtype, jnp.float32)
+  dtype = jnp.dtype(dtype)  # at least float32 (complex64 for complex params), spelled out
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    return dtype
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
+  return dtype
 
 
 def _init(cfg: _Config, base, params) -> MetaOptimizeState:
