@@ -383,6 +383,12 @@ def _rank_one_loss(p):
   return 0.5 * (jnp.sum(p) - 5.9) ** 2
 
 
+def _run(tx, loss, p0, steps):
+  """(params after each step, final state) of ``steps`` steps with ``obj_fn=loss``."""
+  r = run(tx, p0, steps, loss=loss, obj_fn=True)
+  return r.params, r.states[-1]
+
+
 def test_a_probe_that_cancels_gives_a_zero_step_not_m_over_eps():
   """About 3 probes in 8 give H z = 0 here; the first step is then 0 (v = 0), not lr * g / eps
   (-7e4 per coordinate at these settings, loss 17.4 -> 1.8e9), and training goes on."""

@@ -128,7 +128,12 @@ def test_docstrings_name_nothing_a_user_does_not_have(name):
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_functions_are_short_enough_to_read_at_once(name):
-  long = [f"{n.name} ({n.end_lineno - n.lineno + 1} lines)"
+  def code_lines(n):  # the def line to the last line, without the docstring
+    doc = n.body[0] if n.body and isinstance(n.body[0], ast.Expr) and isinstance(
+        getattr(n.body[0], "value", None), ast.Constant) and isinstance(n.body[0].value.value, str) else None
+    return n.end_lineno - n.lineno + 1 - (0 if doc is None else doc.end_lineno - doc.lineno + 1)
+
+  long = [f"{n.name} ({code_lines(n)} lines of code)"
           for n in ast.walk(ast.parse(MODULES[name].read_text()))
-          if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 125]
+          if isinstance(n, ast.FunctionDef) and code_lines(n) > 120]
   assert not long, long
