@@ -10,6 +10,10 @@ import pytest
 import optzoo
 from optzoo import objectives, registry, training
 
+# lanton, metaoptimize and noise_adaptive_layerwise run optax's Adam inside them (toy settings)
+pytestmark = pytest.mark.standard_promotion(
+    "optax's Adam (inside lanton, metaoptimize, noise_adaptive_layerwise) computes float ** int32")
+
 ENTRIES = registry.ENTRIES
 IDS = [e.name for e in ENTRIES]
 
