@@ -1,5 +1,7 @@
 """What the benchmark scripts share: the machine's name, the paired-timing loop, the results
-folder and writing to it, matplotlib for files, and the Flax MLP two scripts measure.
+folder and writing to it, matplotlib for files, the Flax MLP two scripts measure, the budget rule
+(step-size grid and schedule) and the real-data workloads of the main job and the per-family
+studies.
 
 Each script imports it as ``import common`` (``python benchmarks/<script>.py`` puts this folder
 on ``sys.path``), imports optzoo as installed (``pip install -e .``) and no other script.

@@ -42,7 +42,8 @@ def results_section() -> str:
       continue
     lines = f.read_text().splitlines()
     # the header paragraph (machine) and the first table of the file
-    head = [l for l in lines[1:] if l.startswith("Machine") or l.startswith("Generated")]
+    head = [l for l in lines[1:]
+            if l.startswith(("Machine", "Protocol", "Honesty", "Time", "Generated"))]
     table, started = [], False
     for l in lines:
       if l.startswith("|"):
@@ -50,7 +51,7 @@ def results_section() -> str:
         started = True
       elif started:
         break
-    parts.append(f"### {title}\n\n" + "\n".join(head) + "\n\n" + "\n".join(table)
+    parts.append(f"### {title}\n\n" + "\n\n".join(head) + "\n\n" + "\n".join(table)
                  + f"\n\nFull results: [`benchmarks/results/{name}`](benchmarks/results/{name}).\n")
   return "\n".join(parts) if parts else "Run the benchmarks to fill this section.\n"
 
