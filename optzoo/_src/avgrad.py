@@ -106,7 +106,7 @@ def scale_by_avgrad(
 
   def init_fn(params):
     checks.check_float_leaves("avgrad", params)
-    real = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.finfo(p.dtype).dtype), params)
+    real = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=jnp.finfo(p.dtype).dtype), params)
     return ScaleByAvgradState(
         count=jnp.zeros([], jnp.int32),
         mu=optax.tree.zeros_like(params, dtype=mu_dtype),

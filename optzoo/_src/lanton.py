@@ -322,7 +322,7 @@ def _init_rate_fields(rule: _RateRule, params, layer_shapes):
   prev_grad = None
   if rule.noise_estimator == "prev_grad":
     prev_grad = jax.tree.map(
-        lambda p: jnp.zeros(p.shape, rule.prev_dtype or _at_least_f32(p.dtype)), params)
+        lambda p: jnp.zeros_like(p, dtype=rule.prev_dtype or _at_least_f32(p.dtype)), params)
   return jnp.zeros([], jnp.int32), prev_grad, noise, rates
 
 
