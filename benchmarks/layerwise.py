@@ -19,8 +19,10 @@ MetaOptimize part. The data are ``objectives.mlp_data()`` with 20% of the labels
 random (fixed seed): the clean blobs are separable, so every run would drive the loss to 0.
 ``optax.adam`` is tuned on a learning-rate grid x 3 seeds (one sweep); it is then also run at a
 learning rate 10x below the tuned one. ``optzoo.metaoptimize(optax.scale_by_adam(), ...)``
-(Lion meta, meta lr 1e-3, scalar step size, the paper's defaults) starts from that 10x-too-small
-step size (and from 100x too small) and learns it (one sweep over the two starts x 3 seeds).
+(Lion meta, meta lr 1e-3, scalar step size, the paper's defaults, optzoo's default safeguard)
+starts from that 10x-too-small step size (and from 100x too small) and learns it (one sweep over
+the two starts x 3 seeds); the same run from 10x too small with ``safeguard=False`` (the authors'
+rule) shows the step size that keeps growing once the loss has converged.
 Departure from the budget rule, on purpose: constant step sizes (the question is whether a
 learned step size recovers a tuned constant one). Reported: the final full-batch loss (mean +-
 std over seeds) and the learned step size over time.
@@ -324,6 +326,13 @@ def run_metaoptimize(quick: bool) -> dict:
   for i, (a0, factor) in enumerate(zip(starts, (10, 100))):
     runs[f"metaoptimize(scale_by_adam) from {a0:g} ({factor:g}x too small)"] = (
         a0, mo.evals["loss"][i], mo.evals["lr"][i])
+  # the authors' rule (no safeguard) from 10x too small: the step size keeps growing once the
+  # loss has converged
+  raw = sweep.sweep(optzoo.metaoptimize, batch_loss, params0, steps,
+                    hparams={"base": optax.scale_by_adam(), "safeguard": False,
+                             "initial_learning_rate": small}, state_fn=_learned_lr, **kw)
+  runs[f"same, safeguard=False (the authors' rule), from {small:g}"] = (
+      small, raw.evals["loss"][0], raw.evals["lr"][0])
 
   base_loss = grid[tuned]
   rows, curves = [], {}
@@ -488,7 +497,8 @@ def _mo_plot(mo: dict, out) -> None:
   ax2.set_xlabel("step")
   ax2.set_ylabel("learned step size exp(log_learning_rate)")
   ax2.legend(fontsize=7)
-  fig.suptitle("MetaOptimize(scale_by_adam, Lion meta) vs optax.adam, Flax MLP")
+  fig.suptitle("MetaOptimize(scale_by_adam, Lion meta) vs optax.adam, Flax MLP "
+               "(safeguard on unless marked)")
   fig.tight_layout()
   common.savefig(fig, "metaoptimize_mlp.png", out)
 

@@ -47,6 +47,7 @@ class Pair:
   build: Callable[[int], tuple[Step, Any, Step, Any]]
   target: float | None = None
   gpu_target: float | None = None
+  floor: str = "passes"  # the step's floor: 'passes' (memory-bound) or 'flops' (compute-bound)
 
 
 def update_only_build(make_opt: Callable[[], optax.GradientTransformation],
@@ -77,7 +78,8 @@ def update_only_build(make_opt: Callable[[], optax.GradientTransformation],
 
 
 def adahessian_mlp_build(update_every: int, window: int = 1, batch: int = 128,
-                         width: int = 1024, depth: int = 3, in_features: int = 512):
+                         width: int = 1024, depth: int = 3, in_features: int = 512,
+                         twin: str = "adam"):
   """AdaHessian's whole training step on a Flax MLP against ``value_and_grad`` + ``optax.adam``.
 
   Both steps are jitted ``(params, state) -> (params, state)`` on the same synthetic batch
@@ -86,7 +88,9 @@ def adahessian_mlp_build(update_every: int, window: int = 1, batch: int = 128,
   ``n_params`` is ignored: the model is ``in_features -> width x depth -> 10`` (its size is in
   the row label). One timed sample is ``window`` consecutive steps dispatched from Python, so
   with ``update_every = window = 10`` every sample holds exactly one Hessian refresh and nine
-  cached steps, and the ratio is that of the mean step time over the window.
+  cached steps, and the ratio is that of the mean step time over the window. ``twin='sophia'``
+  times against ``optax.contrib.sophia`` refreshing its Hessian estimate as often
+  (``update_interval = update_every``), which also takes ``obj_fn``.
   """
 
   def build(n_params: int):
@@ -108,15 +112,31 @@ def adahessian_mlp_build(update_every: int, window: int = 1, batch: int = 128,
           carry = one(carry, xs, ys)
         return carry
 
+      step.flops = lambda carry: window * _flops(one.lower(carry, xs, ys))
       return step
 
     a = optzoo.adahessian(1e-3, update_every=update_every)
-    b = optax.adam(1e-3)
+    if twin == "sophia":
+      b = optax.contrib.sophia(1e-3, update_interval=update_every)
+    else:
+      b = optax.adam(1e-3)
     pa = jax.tree.map(jnp.copy, params)
     pb = jax.tree.map(jnp.copy, params)
-    return make_step(a, True), (pa, a.init(pa)), make_step(b, False), (pb, b.init(pb))
+    return (make_step(a, True), (pa, a.init(pa)), make_step(b, twin == "sophia"),
+            (pb, b.init(pb)))
 
   return build
+
+
+def _flops(lowered) -> float:
+  return float(lowered.compile().cost_analysis()["flops"])
+
+
+def flop_count(step: Any, carry: Any) -> float | None:
+  """XLA's flop count of one compiled step (None when it cannot be read)."""
+  if hasattr(step, "flops"):
+    return step.flops(carry)
+  return _flops(step.lower(carry)) if hasattr(step, "lower") else None
 
 
 def _muon():
@@ -162,18 +182,27 @@ PAIRS: list[Pair] = [
     # AdaHessian (issue 5): one full step including its HVP, and with the Hessian refreshed
     # every 10th step timed over windows of 10 consecutive steps (one refresh each).
     Pair(f"adahessian step+HVP (MLP {_AH / 1e6:.1f}M, batch 128) {_VS_ADAM_STEP}",
-         adahessian_mlp_build(update_every=1), target=2.5),
+         adahessian_mlp_build(update_every=1), target=2.5, floor="flops"),
     Pair(f"adahessian update_every=10, 10-step windows (MLP {_AH / 1e6:.1f}M) {_VS_ADAM_STEP}",
-         adahessian_mlp_build(update_every=10, window=10), target=1.3),
+         adahessian_mlp_build(update_every=10, window=10), target=1.3, floor="flops"),
+    # Against optax.contrib.sophia at equal Hessian frequency (both take obj_fn): never slower.
+    Pair(f"adahessian step+HVP (MLP {_AH / 1e6:.1f}M) vs optax.contrib.sophia "
+         "(update_interval=1)",
+         adahessian_mlp_build(update_every=1, twin="sophia"), target=1.0, floor="flops"),
+    Pair(f"adahessian update_every=10, 10-step windows (MLP {_AH / 1e6:.1f}M) vs "
+         "optax.contrib.sophia (update_interval=10)",
+         adahessian_mlp_build(update_every=10, window=10, twin="sophia"), target=1.0,
+         floor="flops"),
     # The same on a smaller MLP: the ratio depends on model size, because the HVP's extra
     # matmuls (about 2x a gradient's) dominate only once matmuls dominate the step; at 2.6M
     # params the XLA flop count alone is 2.85x (benchmarks/adahessian_flops.py).
     Pair(f"adahessian step+HVP (MLP {_AH_SMALL / 1e6:.2f}M, batch 128) {_VS_ADAM_STEP}",
-         adahessian_mlp_build(update_every=1, width=512, in_features=256), target=2.5),
+         adahessian_mlp_build(update_every=1, width=512, in_features=256), target=2.5,
+         floor="flops"),
     Pair(f"adahessian update_every=10, 10-step windows (MLP {_AH_SMALL / 1e6:.2f}M) "
          f"{_VS_ADAM_STEP}",
          adahessian_mlp_build(update_every=10, window=10, width=512, in_features=256),
-         target=1.3),
+         target=1.3, floor="flops"),
     # LANTON (issue 6) with the spec's default 'ns' noise dual norm: one more Newton-Schulz
     # pass per matrix than muon (fused into the same batched call).
     Pair("lanton (dual_norm='ns', default) vs optax.contrib.muon",
@@ -223,6 +252,10 @@ def memory_passes(step: Any, carry: Any, n_params: int, min_bytes: int = 1 << 16
 def time_pair(pair: Pair, n_params: int, n_pairs: int = 30, warmup: int = 3) -> dict:
   step_a, carry_a, step_b, carry_b = pair.build(n_params)
   passes = (memory_passes(step_a, carry_a, n_params), memory_passes(step_b, carry_b, n_params))
+  flops = (flop_count(step_a, carry_a), flop_count(step_b, carry_b))
+  pair_floor = passes if pair.floor == "passes" else flops
+  floor = (None if None in pair_floor or not pair_floor[1]
+           else float(pair_floor[0] / pair_floor[1]))
   t, _ = common.paired_times({"a": step_a, "b": step_b}, {"a": carry_a, "b": carry_b},
                              n_pairs, warmup)
   gpu = pair.gpu_target is not None and common.on_gpu()
@@ -234,6 +267,9 @@ def time_pair(pair: Pair, n_params: int, n_pairs: int = 30, warmup: int = 3) -> 
       "target": pair.gpu_target if gpu else pair.target,
       "gpu_target": pair.gpu_target,
       "passes": passes,
+      "flops": flops,
+      "floor": floor,
+      "floor_kind": pair.floor,
   }
 
 
@@ -264,8 +300,9 @@ def main(argv=None):
       "Ratio = median of per-pair (optzoo / twin); < 1 is faster than the twin.",
       "Generated by `python benchmarks/step_time.py`.",
       "",
-      "| comparison | optzoo ms | twin ms | ratio | target | met | passes (optzoo / twin) |",
-      "|---|---:|---:|---:|---:|:---:|---:|",
+      "| comparison | optzoo ms | twin ms | ratio | target | met | passes (optzoo / twin) | "
+      "floor | ratio / floor |",
+      "|---|---:|---:|---:|---:|:---:|---:|---:|---:|",
   ]
   for r in rows:
     tgt = "" if r["target"] is None else f"<= {r['target']}"
@@ -273,14 +310,20 @@ def main(argv=None):
       tgt = f"(GPU: <= {r['gpu_target']})"
     pa, pb = r["passes"]
     passes = "" if pa is None or pb is None else f"{pa:.1f} / {pb:.1f}"
+    floor = "" if r["floor"] is None else f"{r['floor']:.2f} ({r['floor_kind']})"
+    gap = "" if r["floor"] is None else f"{r['ratio'] / r['floor']:.2f}"
     lines.append(f"| {r['label']} | {r['ms']:.2f} | {r['twin_ms']:.2f} | {r['ratio']:.3f} | "
-                 f"{tgt} | {r['ok']} | {passes} |")
+                 f"{tgt} | {r['ok']} | {passes} | {floor} | {gap} |")
   lines += ["", "Passes: bytes the compiled step reads and writes, counting every top-level "
             "instruction (fusion, copy, reduction) as reading its operands once and writing its "
             "result once, divided by the bytes of one float32 copy of the params "
             "(`memory_passes`; blank where the timed step is a Python loop). XLA:CPU gives every "
             "param-sized output its own loop, so a step that keeps more state streams memory "
-            "more often; the ratio of passes predicts the ratio of times of memory-bound steps."]
+            "more often; the ratio of passes predicts the ratio of times of memory-bound steps.",
+            "", "Floor: the ratio optzoo / twin of the step's memory passes (memory-bound "
+            "optimizer updates) or of XLA's flop count (`cost_analysis`, for whole training "
+            "steps with Hessian-vector products); 'ratio / floor' is the gap between the time "
+            "ratio and that floor (1.00: at the floor)."]
   if any(r.get("gpu_target") is not None for r in rows) and not common.on_gpu():
     lines += ["", "Targets in parentheses apply on a GPU (at `--params 1e8`); no GPU was "
               "measured in this run, so they are not checked here."]

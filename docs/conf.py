@@ -48,6 +48,9 @@ napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
 napoleon_attr_annotations = True
+# "Attributes:" as :ivar: fields: a NamedTuple's fields are also autodoc members, and two
+# attribute directives for one field would be a duplicate description.
+napoleon_use_ivar = True
 
 # MyST (algorithms.md): $...$ and $$...$$ math, ::: fences.
 myst_enable_extensions = ["dollarmath", "colon_fence"]

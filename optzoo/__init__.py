@@ -4,7 +4,8 @@
 >>> tx = optzoo.lion(learning_rate=1e-3)   # where you had optax.adam(1e-3)
 
 The optimizers live in private modules (``optzoo._src``) and are re-exported here. Public
-modules: the building blocks ``optzoo.compression``, ``optzoo.curvature`` and ``optzoo.lmo``;
+modules: the building blocks ``optzoo.compression``, ``optzoo.curvature``, ``optzoo.layouts`` and
+``optzoo.lmo``; ``optzoo.models`` (the ``flax.nnx`` model suite);
 ``optzoo.registry`` (the catalogue); ``optzoo.objectives`` (toy problems); ``optzoo.training``
 (a full-batch training loop); ``optzoo.sweep`` (hyperparameter grids x seeds, vmapped, in one
 compilation); ``optzoo.testing`` (the conformance kit, not loaded by
@@ -13,7 +14,9 @@ compilation); ``optzoo.testing`` (the conformance kit, not loaded by
 
 from optzoo import compression as compression
 from optzoo import curvature as curvature
+from optzoo import layouts as layouts
 from optzoo import lmo as lmo
+from optzoo._src.alias import inject_hyperparams as inject_hyperparams
 from optzoo._src.adahessian import AVERAGING_MODES as ADAHESSIAN_AVERAGING_MODES
 from optzoo._src.adahessian import ScaleByAdaHessianState as ScaleByAdaHessianState
 from optzoo._src.adahessian import adahessian as adahessian
@@ -46,6 +49,7 @@ from optzoo._src.masking import FrozenObjective as FrozenObjective
 from optzoo._src.masking import frozen_objective as frozen_objective
 from optzoo._src.memory import bytes_per_param as bytes_per_param
 from optzoo._src.memory import state_bytes as state_bytes
+from optzoo._src.memory import update_temp_bytes_per_param as temp_bytes_per_param
 from optzoo._src.metaoptimize import MetaOptimizeState as MetaOptimizeState
 from optzoo._src.metaoptimize import metaoptimize as metaoptimize
 from optzoo._src.metaoptimize import metaoptimize_learning_rates as metaoptimize_learning_rates
@@ -59,5 +63,5 @@ __version__ = "0.1.0"
 
 __all__ = sorted(
     name for name in dir() if not name.startswith("_")
-    and name not in ("compression", "curvature", "lmo")
+    and name not in ("compression", "curvature", "layouts", "lmo")
 )

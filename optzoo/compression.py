@@ -1,6 +1,6 @@
 """Gradient compression building blocks: block-wise top-k, 4-bit bucket quantization, packing.
 
-Pure functions on flat arrays (no optax), used by :mod:`optzoo.microadam` and usable on their own.
+Pure functions on flat arrays (no optax), used by :func:`optzoo.microadam` and usable on their own.
 Every size is static: the layouts are Python objects computed from shapes, so everything jits.
 
 >>> import jax.numpy as jnp
@@ -14,8 +14,10 @@ Every size is static: the layouts are Python objects computed from shapes, so ev
 >>> packed.shape, lo.shape
 ((4,), (2,))
 
-Reference: the block top-k and quantizer of MicroAdam (Modoranu et al., arXiv 2405.15593),
-as described in ``specs/microadam.md`` section 2.
+References:
+  Modoranu et al., `MicroAdam: Accurate Adaptive Optimization with Low Space Overhead and
+  Provable Convergence <https://arxiv.org/abs/2405.15593>`_, 2024 (its block top-k and 4-bit
+  bucket quantizer).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def _ceil_density(n: int, density: float) -> int:
 
 
 def block_layout(size: int, block_size: int, density: float) -> BlockLayout:
-  """The block layout of MicroAdam's top-k (spec section 2, "Top-K blocks").
+  """The block layout of MicroAdam's top-k (its "Top-K blocks").
 
   A flat array of ``size`` elements is cut into ``size // B`` consecutive blocks of
   ``B = min(block_size, size)`` elements plus a remainder block; each block keeps
@@ -169,7 +171,7 @@ def global_indices(idx: jax.Array, layout: BlockLayout) -> jax.Array:
                        lay.n_blocks * lay.block)
   else:
     offset = jnp.zeros_like(pos)
-  return idx.astype(jnp.int32) + offset
+  return idx.astype(jnp.int32) + jnp.broadcast_to(offset, idx.shape)
 
 
 def scatter_blocks(idx: jax.Array, values: jax.Array, layout: BlockLayout,

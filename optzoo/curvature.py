@@ -50,6 +50,29 @@ def value_grad_and_hvp(
   return val, g, hv
 
 
+# ----------------------------------------------------------------------------- inputs
+def _check_real_float_leaves(who: str, params: Any) -> None:
+  """(For AdaHessian and Krylov cubic Newton.) A ``TypeError`` naming the first leaf that is not a real floating-point array, with the
+  remedy: integer and bool leaves are kept out of a curvature optimizer with
+  ``optax.partition`` plus ``optzoo.frozen_objective``; complex leaves are split in two real
+  ones (the Hessian-vector product algebra here is real)."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    dtype = jnp.result_type(leaf)
+    name = jax.tree_util.keystr(path)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+      raise TypeError(
+          f"{who}: the leaf {name} is complex ({dtype}); this optimizer works with real "
+          "leaves only. Optimize the real and imaginary parts as two float leaves (params "
+          "(re, im), and z = re + 1j * im inside the loss).")
+    if not jnp.issubdtype(dtype, jnp.floating):
+      raise TypeError(
+          f"{who}: the leaf {name} has dtype {dtype}; Hessian-vector products need "
+          "floating-point leaves. Keep such leaves out of the optimizer with "
+          "optax.partition({'opt': tx, 'frozen': optax.set_to_zero()}, labels) and pass "
+          "obj_fn=optzoo.frozen_objective(loss_fn, params) to its update (the objective then "
+          "sees every leaf).")
+
+
 # ----------------------------------------------------------------------------- Hutchinson
 def rademacher_like(key: jax.Array, tree: PyTree, dtype: Any | None = None) -> PyTree:
   """Rademacher probes (+1 or -1, probability 1/2 each) shaped like ``tree``.
@@ -99,7 +122,8 @@ def rademacher(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32)
   last = shape[-1]
   words = -(-last // 32)
   bits = jax.random.bits(key, tuple(shape[:-1]) + (words,), jnp.uint32)
-  signs = (bits[..., None] >> jnp.arange(32, dtype=jnp.uint32)) & jnp.uint32(1)
+  shifts = jnp.arange(32, dtype=jnp.uint32).reshape((1,) * bits.ndim + (32,))
+  signs = (bits[..., None] >> shifts) & jnp.uint32(1)
   signs = signs.reshape(tuple(shape[:-1]) + (words * 32,))[..., :last]
   return (2 * signs.astype(jnp.int32) - 1).astype(dtype)
 
@@ -264,7 +288,9 @@ def lanczos(
   if reortho not in ("full", "none"):
     raise ValueError(f"reortho={reortho!r} is not one of 'full', 'none'.")
   flat0, unravel = ravel_pytree(v0)
-  dtype = jnp.promote_types(flat0.dtype, jnp.float32)
+  dtype = flat0.dtype  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
   x0 = flat0.astype(dtype)
   m, d = num_steps, x0.shape[0]
   if breakdown_tol is None:
@@ -337,7 +363,18 @@ def solve_cubic_subproblem_diagonal(
   :math:`\lVert y(\lambda)\rVert = 2\lambda / M`. The root is bracketed in
   :math:`[\max(0,-\theta_{\min}),\ \max(0,-\theta_{\min}) + \sqrt{M\lVert\gamma\rVert/2}]`
   and found by ``iters`` bisection steps, taking the upper end so that
-  :math:`\theta_i + \lambda > 0`. Entries with :math:`\gamma_i = 0` get :math:`y_i = 0`.
+  :math:`\theta_i + \lambda > 0`. Entries with :math:`\gamma_i = 0` get :math:`y_i = 0`, except
+  in the hard case below.
+
+  The hard case: when :math:`\theta_{\min} < 0` and the equation has no root above
+  :math:`-\theta_{\min}` (:math:`\gamma` vanishes on the eigenvectors of :math:`\theta_{\min}`
+  and :math:`\lVert y(-\theta_{\min})\rVert \le -2\theta_{\min}/M`; e.g. :math:`\gamma = 0`),
+  the minimizer is :math:`\lambda = -\theta_{\min}` and
+  :math:`y = y(\lambda) + t\,e_k`, with :math:`k` the (first) index of :math:`\theta_{\min}`
+  and :math:`t \ge 0` the length that makes :math:`\lVert y\rVert = 2\lambda/M`. For
+  :math:`\gamma = 0` that is :math:`y = (-2\theta_{\min}/M)\,e_k`, model value
+  :math:`\tfrac23\theta_{\min}^3/M^2 < 0`: the model descends along negative curvature even
+  with no linear term. (Any point of that eigenspace at that radius is a minimizer as well.)
 
   Args:
     theta: the diagonal, shape (m,). Worked on in at least float32.
@@ -351,11 +388,16 @@ def solve_cubic_subproblem_diagonal(
 
   Example:
     >>> import jax.numpy as jnp
-    >>> sol = solve_cubic_subproblem_diagonal(jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0]), 1e-8)
-    >>> [round(float(v), 4) for v in sol.z], round(float(sol.lam), 4)   # theta_min < 0: lam >= 1
-    ([-0.3333, 0.0], 1.0)
+    >>> sol = solve_cubic_subproblem_diagonal(jnp.array([2.0, -1.0]), jnp.array([1.0, 1.0]), 1.0)
+    >>> [round(float(v), 4) for v in sol.z], round(float(sol.lam), 4)   # theta_min < 0: lam > 1
+    ([-0.2969, -2.7193], 1.3677)
+    >>> sol = solve_cubic_subproblem_diagonal(jnp.array([2.0, -1.0]), jnp.array([1.0, 0.0]), 1.0)
+    >>> [round(float(v), 4) for v in sol.z], round(float(sol.lam), 4)   # the hard case
+    ([-0.3333, 1.972], 1.0)
   """
-  dtype = jnp.promote_types(jnp.result_type(theta), jnp.float32)
+  dtype = jnp.result_type(theta)  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
   theta = jnp.asarray(theta, dtype)
   gamma = jnp.asarray(gamma, dtype)
   iters = _default_secular_iters(dtype) if iters is None else iters
@@ -384,6 +426,20 @@ def solve_cubic_subproblem_diagonal(
   _, mu = jax.lax.fori_loop(0, iters, body, (jnp.zeros_like(hi), hi))
   y = step_of(mu)  # from the upper end: theta + lam stays positive
   lam = mu - s
+  # The hard case: the matrix is indefinite and the secular equation has no root above
+  # -theta_min (phi(0) <= 0: gamma vanishes on theta_min's eigenvector, e.g. gamma = 0). Then
+  # lam = -theta_min and the minimizer adds, along that eigenvector, the length that makes
+  # |y| = 2 lam / M. Selected with jnp.where, so every other case is untouched.
+  y0 = step_of(jnp.zeros_like(mu))
+  radius = -2.0 * s / M  # 2 lam / M at lam = -theta_min
+  n0 = jnp.linalg.norm(y0)
+  hard = (s < 0) & (n0 <= radius)
+  k = jnp.argmin(theta)
+  ratio = n0 / jnp.where(hard, radius, 1.0)
+  t = radius * jnp.sqrt(jnp.maximum(1.0 - ratio * ratio, 0.0))  # no overflow of radius**2
+  t = jnp.where(gamma[k] > 0, -t, t)  # gamma_k y_k <= 0 (gamma_k is 0 in the exact hard case)
+  y = jnp.where(hard, y0.at[k].add(t), y)
+  lam = jnp.where(hard, -s, lam)
   ny = jnp.linalg.norm(y)
   model = jnp.vdot(gamma, y) + 0.5 * jnp.vdot(theta * y, y) + (M / 6.0) * ny**3
   return CubicSubproblemSolution(y, lam, model)
@@ -402,7 +458,13 @@ def solve_cubic_subproblem(
   ``iters`` bisection steps, taking the upper end so that :math:`B + \lambda I \succ 0`
   (:func:`solve_cubic_subproblem_diagonal` in the eigenbasis). At the solution
   :math:`(B+\lambda I)z = -b`, :math:`\lambda = M\lVert z\rVert/2` and
-  :math:`B + \lambda I \succeq 0` (the global optimality conditions).
+  :math:`B + \lambda I \succeq 0` (the global optimality conditions). In the hard case
+  (:math:`B` indefinite and :math:`b` orthogonal to the eigenvectors of its smallest
+  eigenvalue :math:`\theta_{\min}`, e.g. :math:`b = 0`) :math:`\lambda = -\theta_{\min}` and
+  :math:`z` has a component of length making :math:`\lVert z\rVert = 2\lambda/M` along the
+  eigenvector of :math:`\theta_{\min}` returned by ``eigh`` (see
+  :func:`solve_cubic_subproblem_diagonal`): for :math:`b = 0`,
+  :math:`z = (-2\theta_{\min}/M)\,q_{\min}`, never 0.
 
   Args:
     b: linear term, shape (m,). Worked on in at least float32.
@@ -418,8 +480,13 @@ def solve_cubic_subproblem(
     >>> sol = solve_cubic_subproblem(jnp.array([1.0, 0.0]), jnp.eye(2), 1e-8)
     >>> [round(float(v), 4) for v in sol.z]   # ~ Newton step -B^{-1} b
     [-1.0, 0.0]
+    >>> sol = solve_cubic_subproblem(jnp.zeros(2), jnp.diag(jnp.array([-1.0, 2.0])), 1.0)
+    >>> [abs(round(float(v), 4)) for v in sol.z], float(sol.lam)   # hard case: b = 0
+    ([2.0, 0.0], 1.0)
   """
-  dtype = jnp.promote_types(jnp.result_type(b), jnp.float32)
+  dtype = jnp.result_type(b)  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
   b = jnp.asarray(b, dtype)
   theta, Q = jnp.linalg.eigh(jnp.asarray(B, dtype))
   y, lam, model = solve_cubic_subproblem_diagonal(theta, Q.T @ b, jnp.asarray(M, dtype), iters)
@@ -506,7 +573,9 @@ def backtrack_cubic_step(
     >>> bool(out.accepted), int(out.num_backtracks) > 0, bool(f(x + out.step) < f(x))
     (True, True, True)
   """
-  dtype = jnp.promote_types(jnp.result_type(theta), jnp.float32)
+  dtype = jnp.result_type(theta)  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
   M0 = jnp.clip(shrink * M_prev, min_M, max_M).astype(dtype)
 
   def trial(M):

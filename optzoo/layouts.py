@@ -13,16 +13,16 @@ leaf, in the spirit of optax's ``MuonDimensionNumbers``:
 
 The default (:func:`default_layout`) is right for standard Flax ``nnx`` and ``linen`` layers:
 
-==========================================  ======================  =============================
-leaf                                        shape                   view
-==========================================  ======================  =============================
-Dense / Linear kernel                       (in, out)               one (in, out) matrix
-Conv kernel (path names a conv)             (*window, in, out)      one (window*in, out) matrix
-attention query/key/value kernel            (in, heads, head_dim)   one (in, heads*head_dim)
-attention output kernel (``out``)           (heads, head_dim, out)  one (heads*head_dim, out)
-biases, norm scales, any ``ndim < 2``       any                     vector
-embedding / output head (by path)           (vocab, features)       embedding
-==========================================  ======================  =============================
+============================================  ==========================  ==================================
+leaf                                          shape                       view
+============================================  ==========================  ==================================
+Dense / Linear kernel                         ``(in, out)``               one ``(in, out)`` matrix
+Conv kernel (a path name contains "conv")     ``(*window, in, out)``      one ``(window*in, out)`` matrix
+attention query/key/value kernel              ``(in, heads, head_dim)``   one ``(in, heads*head_dim)``
+attention output kernel (``out``)             ``(heads, head_dim, out)``  one ``(heads*head_dim, out)``
+biases, norm scales, any ``ndim < 2``         any                         vector
+embedding / output head (by path)             ``(vocab, features)``       embedding
+============================================  ==========================  ==================================
 
 A leaf under ``stack_axes`` (for example ``{"blocks": 1}`` for an ``nnx.scan`` stack whose
 leaves carry one leading layer axis) gets those leading axes as batch axes and the rule of its

@@ -61,6 +61,16 @@ def _swap(x: jax.Array) -> jax.Array:
   return jnp.swapaxes(x, -1, -2)
 
 
+def _ns_divisor(x: jax.Array, eps: float) -> jax.Array:
+  """``||x||_F + eps * min(||x||_F, 1)`` per slice (keepdims), in ``x``'s dtype; 1 where it is 0.
+
+  The norm is computed in float32; for norms >= 1 the divisor is the usual ``||x||_F + eps``.
+  """
+  norm = jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)), axis=(-2, -1), keepdims=True))
+  div = (norm + eps * jnp.minimum(norm, 1.0)).astype(x.dtype)
+  return jnp.where(div > 0, div, jnp.ones_like(div))
+
+
 def newton_schulz(
     x: jax.Array,
     steps: int = 5,
@@ -71,7 +81,7 @@ def newton_schulz(
   r"""Approximate orthogonalization ``U S' V^T`` of ``x = U S V^T`` by the quintic Newton-Schulz map.
 
   .. math::
-    X_0 = \frac{B}{\|B\|_F + \epsilon},\qquad A_k = X_k X_k^\top,\qquad
+    X_0 = \frac{B}{\|B\|_F + \epsilon \min(\|B\|_F, 1)},\qquad A_k = X_k X_k^\top,\qquad
     X_{k+1} = a X_k + (b A_k + c A_k^2) X_k
 
   with the wide orientation (``m <= n``; taller inputs are transposed and transposed back,
@@ -79,12 +89,18 @@ def newton_schulz(
   at least 1% of the Frobenius norm land in about [0.68, 1.14]; the scalar map never exceeds
   1.2024 on [0, 1].
 
+  The guard ``epsilon`` is relative to ``||B||_F`` below 1 and absolute above, so the result
+  does not depend on the scale of ``x``: ``newton_schulz(c x)`` equals ``newton_schulz(x)`` up
+  to a relative ``epsilon`` for every ``c > 0`` (an absolute guard would change the result of
+  small inputs: gradients of a loss scaled by 1e-5). For ``||B||_F >= 1`` the divisor is the
+  usual ``||B||_F + epsilon``. A zero matrix maps to zero.
+
   Args:
     x: array of shape ``(..., m, n)``; the leading axes are a batch (one matrix per slice).
     steps: Newton-Schulz iterations (static). Default 5 (Muon, Moonlight, Scion).
     coeffs: the quintic's ``(a, b, c)``. Default ``(3.4445, -4.7750, 2.0315)``.
-    eps: added to the Frobenius norm before normalizing. Default 1e-7 (Muon's PyTorch code;
-      optax uses 1e-8).
+    eps: guard of the normalization, ``||B||_F + eps * min(||B||_F, 1)``. Default 1e-7
+      (Muon's PyTorch code adds 1e-7, optax 1e-8, to the norm at every scale).
     dtype: compute dtype. Default float32; ``jnp.bfloat16`` is the fast option of the PyTorch
       references (less accurate). ``None`` computes in ``x``'s dtype.
 
@@ -99,8 +115,7 @@ def newton_schulz(
   transposed = x.shape[-2] > x.shape[-1]
   if transposed:
     x = _swap(x)
-  norm = jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)), axis=(-2, -1), keepdims=True))
-  x = x / (norm + eps).astype(x.dtype)
+  x = x / _ns_divisor(x, eps)
   a, b, c = coeffs
   for _ in range(steps):
     gram = x @ _swap(x)
@@ -132,7 +147,7 @@ def newton_schulz_many(
     xs: arrays of rank >= 2, any mix of shapes.
     steps: Newton-Schulz iterations (static). Default 5.
     coeffs: the quintic's ``(a, b, c)``. Default ``(3.4445, -4.7750, 2.0315)``.
-    eps: added to the Frobenius norm before normalizing. Default 1e-7.
+    eps: relative guard of the normalization (see :func:`newton_schulz`). Default 1e-7.
     dtype: compute dtype. Default float32; ``None`` computes in each input's dtype.
 
   Returns:

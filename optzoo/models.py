@@ -10,9 +10,8 @@ kept for :func:`optzoo.layouts.from_nnx`:
 * ``cnn``: two 3x3 ``nnx.Conv`` layers, mean pooling and a linear head on 8x8 images;
 * ``transformer``: token embedding, one pre-norm block (``nnx.MultiHeadAttention``, ``LayerNorm``,
   MLP) and an untied output head, next-token loss on a fixed sequence task;
-* ``transformer_tied``: the same with the head tied to the embedding (``Embed.attend``);
-* ``scanned``: the transformer with two blocks stacked by ``nnx.vmap`` and applied by
-  ``nnx.scan`` (every block leaf has a leading layer axis of 2).
+* ``scanned``: two such blocks stacked by ``nnx.vmap`` and applied by ``nnx.scan`` (every block
+  leaf has a leading layer axis of 2), with the head tied to the embedding (``Embed.attend``).
 
 >>> from optzoo import models
 >>> prob = models.get("transformer")
@@ -79,7 +78,8 @@ def _xent(logits, labels):
 
 
 # ----------------------------------------------------------------------------- models
-def _mlp_model(rngs):
+def mlp(rngs):
+  """The ``mlp`` problem's model: ``nnx.Linear`` 16-32-32-4 with ReLU."""
   from flax import nnx  # noqa: PLC0415
 
   class MLP(nnx.Module):
@@ -93,7 +93,9 @@ def _mlp_model(rngs):
   return MLP(rngs)
 
 
-def _cnn_model(rngs):
+def cnn(rngs):
+  """The ``cnn`` problem's model: two 3x3 ``nnx.Conv`` layers (1 -> 8 -> 8 channels), ReLU, mean
+  pooling and an ``nnx.Linear`` head to 4 classes, on ``(batch, 8, 8, 1)`` images."""
   from flax import nnx  # noqa: PLC0415
 
   class CNN(nnx.Module):
@@ -128,7 +130,11 @@ def _block(rngs):
   return Block(rngs)
 
 
-def _transformer_model(rngs, tied=False, layers=1):
+def transformer(rngs, tied=False, layers=1):
+  """A pre-norm transformer on tokens ``(batch, seq)``: ``nnx.Embed`` (vocabulary 16, width 16),
+  ``layers`` blocks (causal ``nnx.MultiHeadAttention`` with 2 heads, ``LayerNorm``, a GELU MLP; two
+  or more blocks are stacked with ``nnx.vmap`` and applied with ``nnx.scan``), a final
+  ``LayerNorm`` and an output head (``nnx.Linear``, or ``Embed.attend`` when ``tied``)."""
   from flax import nnx  # noqa: PLC0415
 
   class Transformer(nnx.Module):
@@ -161,12 +167,13 @@ def _transformer_model(rngs, tied=False, layers=1):
 
 
 # ----------------------------------------------------------------------------- data
-def _blobs():
+def blob_data():
+  """The ``mlp`` problem's data: 256 Gaussian-blob samples of 16 features, 4 classes."""
   xs, ys = objectives.mlp_data(n=256)
   return jnp.asarray(xs), jnp.asarray(ys)
 
 
-def _images(n=128):
+def image_data(n=128):
   """8x8 one-channel images of 4 classes: a bright bar in one of four places, plus noise."""
   rng = np.random.default_rng(7)
   ys = rng.integers(0, 4, size=n)
@@ -176,7 +183,7 @@ def _images(n=128):
   return jnp.asarray(xs, jnp.float32), jnp.asarray(ys, jnp.int32)
 
 
-def _sequences(n=32):
+def sequence_data(n=32):
   """Token sequences where each next token is (token * 3 + 1) mod VOCAB: next-token targets."""
   rng = np.random.default_rng(11)
   seq = np.zeros((n, SEQ + 1), np.int32)
@@ -192,19 +199,16 @@ def _seq_loss(logits, targets):
 
 # ----------------------------------------------------------------------------- suite
 _BUILDERS = {
-    "mlp": lambda: _problem("mlp", _mlp_model, _blobs(), _xent,
+    "mlp": lambda: _problem("mlp", mlp, blob_data(), _xent,
                             "nnx.Linear MLP 16-32-32-4 on 256 Gaussian-blob samples"),
-    "cnn": lambda: _problem("cnn", _cnn_model, _images(), _xent,
+    "cnn": lambda: _problem("cnn", cnn, image_data(), _xent,
                             "two 3x3 nnx.Conv layers + linear head on 128 8x8 images"),
     "transformer": lambda: _problem(
-        "transformer", _transformer_model, _sequences(), _seq_loss,
+        "transformer", transformer, sequence_data(), _seq_loss,
         "embedding, one attention block (2 heads, width 16), untied head; next-token loss"),
-    "transformer_tied": lambda: _problem(
-        "transformer_tied", functools.partial(_transformer_model, tied=True), _sequences(),
-        _seq_loss, "the transformer with its head tied to the embedding"),
     "scanned": lambda: _problem(
-        "scanned", functools.partial(_transformer_model, layers=2), _sequences(), _seq_loss,
-        "the transformer with 2 blocks stacked by nnx.vmap and applied with nnx.scan"),
+        "scanned", functools.partial(transformer, layers=2, tied=True), sequence_data(), _seq_loss,
+        "2 blocks stacked by nnx.vmap, applied with nnx.scan; head tied to the embedding"),
 }
 
 #: The model suite, in order.

@@ -118,8 +118,12 @@ def _mixed_pytree() -> Objective:
   }
   curv = {"dense": {"kernel": 1.0, "bias": 2.0}, "scale": 0.5}
 
+  def term(x, t, c):
+    dt = jnp.float64 if x.dtype == jnp.float64 else jnp.float32  # x and t (float32) promoted
+    return 0.5 * c * jnp.sum((x.astype(dt) - t.astype(dt)) ** 2)
+
   def loss(p):
-    terms = jax.tree.map(lambda x, t, c: 0.5 * c * jnp.sum((x - t) ** 2), p, target, curv)
+    terms = jax.tree.map(term, p, target, curv)
     return sum(jax.tree.leaves(terms))
 
   def init():

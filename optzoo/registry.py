@@ -1,8 +1,9 @@
 """The catalogue: one entry per optimizer.
 
-Tests (``tests/conformance_test.py``), benchmarks (``benchmarks/*.py``), notebooks and the
-README table read this module and nothing else, so adding an optimizer to optzoo is one
-module plus one :class:`Entry` in ``ENTRIES`` below.
+optzoo's own tests, benchmarks, notebooks and documentation read this module, and so can your
+tools: each :class:`Entry` says what an optimizer is (factory, family, paper, the extra
+``update`` arguments it needs, the arguments ``optax.inject_hyperparams`` must keep static) and
+how to run it on the toy suite.
 
 >>> from optzoo import registry
 >>> entry = registry.get("lion")
@@ -16,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
+import jax
 import optax
 
 from optzoo import objectives
@@ -26,6 +28,7 @@ from optzoo._src.lanton import lanton, noise_adaptive_layerwise, scale_by_lanton
 from optzoo._src.lion import lion, scale_by_lion
 from optzoo._src.mada import mada, scale_by_mada
 from optzoo._src.memory import bytes_per_param as _bytes_per_param
+from optzoo._src.memory import update_temp_bytes_per_param as _temp_bytes_per_param
 from optzoo._src.metaoptimize import metaoptimize
 from optzoo._src.microadam import microadam, scale_by_microadam
 
@@ -103,7 +106,7 @@ ENTRIES: tuple[Entry, ...] = (
                 "b2": 0.98,
             },
         },
-        static_args=("mu_dtype", "mask"),
+        static_args=lion.static_args,
         convergence_steps=20_000,
         notes="sign of interpolated momentum; 1 buffer",
     ),
@@ -115,7 +118,7 @@ ENTRIES: tuple[Entry, ...] = (
         paper="arXiv 2401.08893",
         title="MADA: Meta-Adaptive Optimizers through hyper-gradient Descent (AVGrad)",
         toy_kwargs={"learning_rate": 1e-2},
-        static_args=("mu_dtype", "mask"),
+        static_args=avgrad.static_args,
         convergence_steps=10_000,
         notes="AMSGrad with running mean of v instead of max; 3 buffers",
     ),
@@ -129,8 +132,7 @@ ENTRIES: tuple[Entry, ...] = (
         # the Adam-corner start with all six coefficients learned
         toy_kwargs={"learning_rate": 1e-2, "b2": 0.99, "eps": 1e-8},
         # initial coefficients decide which state arrays exist (trimming), so they are static
-        static_args=("b1", "b2", "b3", "rho", "c", "gamma", "learn", "hyper_lr",
-                     "hyper_momentum", "bounds", "compat", "mu_dtype", "mask"),
+        static_args=mada.static_args,
         convergence_steps=10_000,
         notes="learns 6 coefficients mixing Adam/AVGrad/Yogi/Adan/Lion by hypergradient",
     ),
@@ -152,8 +154,7 @@ ENTRIES: tuple[Entry, ...] = (
         },
         extra_args=("obj_fn",),
         # update_every is static: it picks between no lax.cond (1) and a lax.cond refresh (> 1).
-        static_args=("update_every", "averaging", "key", "mask", "n_samples", "mu_dtype",
-                     "nu_dtype", "linearize"),
+        static_args=adahessian.static_args,
         convergence_steps=2_500,
         notes="Hutchinson |Hz| second moment; needs obj_fn; 2 buffers (+1 if update_every > 1)",
     ),
@@ -173,8 +174,7 @@ ENTRIES: tuple[Entry, ...] = (
         toy_kwargs={"subspace_dim": 10, "init_M": 1.0},
         extra_args=("obj_fn",),
         # subspace_dim fixes the basis shape; the others are Python control flow.
-        static_args=("subspace_dim", "max_backtracks", "reortho", "secular_iters", "adaptive",
-                     "breakdown_tol", "mask"),
+        static_args=krylov_cubic_newton.static_args,
         lr_arg=None,
         # the cubic model's backtracking on M compares exact decreases of the objective
         full_batch_only=True,
@@ -192,8 +192,7 @@ ENTRIES: tuple[Entry, ...] = (
         # Adam direction, log step size learned by Lion meta (paper's default pair), started
         # well below a good fixed step as the paper advises.
         toy_kwargs={"base": optax.scale_by_adam(), "initial_learning_rate": 1e-3},
-        static_args=("base", "meta", "granularity", "mask", "log_lr_bounds", "alpha_timing",
-                     "trace_dtype", "check_base"),
+        static_args=metaoptimize.static_args,
         lr_arg="initial_learning_rate",
         convergence_steps=5_000,
         notes="wraps any lr-free base; log step size learned by meta-gradient; +1 buffer",
@@ -213,8 +212,7 @@ ENTRIES: tuple[Entry, ...] = (
             name: {"learning_rate": optax.cosine_decay_schedule(3e-2, 2_000, alpha=1e-3)}
             for name in objectives.CONVERGENCE_SUITE
         },
-        static_args=("ns_steps", "noise_every", "mu_dtype", "ns_dtype", "labels", "norm_groups",
-                     "weight_decay_mask", "vector_optimizer"),
+        static_args=lanton.static_args,
         convergence_steps=2_000,
         notes="Newton-Schulz/sign LMO with per-layer rates from dual-norm gradient noise; 2 buffers",
     ),
@@ -230,7 +228,7 @@ ENTRIES: tuple[Entry, ...] = (
             "inner": optax.adam(optax.cosine_decay_schedule(1e-1, 2_000, alpha=1e-3)),
             "dual_norm": "l1",
         },
-        static_args=("inner", "dual_norm", "labels", "noise_every", "prev_dtype"),
+        static_args=noise_adaptive_layerwise.static_args,
         lr_arg=None,
         convergence_steps=2_000,
         notes="layer rates from dual-norm gradient noise on any inner optimizer; +1 buffer",
@@ -256,9 +254,7 @@ ENTRIES: tuple[Entry, ...] = (
                 "b2": 0.99,
             },
         },
-        static_args=("num_grads", "density", "quant_bucket_size", "block_size", "quantize_ef",
-                     "values_dtype", "stats_dtype", "error_feedback", "approx_topk_recall",
-                     "mask"),
+        static_args=microadam.static_args,
         convergence_steps=20_000,
         notes="block top-k + 4-bit error feedback, window of 10 sparse grads; <1 byte/param",
     ),
@@ -286,16 +282,35 @@ def bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
   return _bytes_per_param(entry.make(), objectives.synthetic_params(n_params))
 
 
+_TEMP_BYTES: dict[tuple[int, int], float] = {}
+
+
+def temp_bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
+  """Peak temporary bytes per parameter of ``entry``'s compiled update (toy kwargs), on the
+  pytree of :func:`bytes_per_param`, compiled for the CPU (so the figure does not depend on
+  the accelerator at hand) with ``obj_fn`` a sum of squares; see
+  :func:`optzoo.temp_bytes_per_param`. Compiles once per entry and size (cached)."""
+  key = (id(entry), n_params)
+  if key not in _TEMP_BYTES:
+    _TEMP_BYTES[key] = _temp_bytes_per_param(
+        entry.make(), objectives.synthetic_params(n_params), entry.extra_args,
+        device=jax.devices("cpu")[0])
+  return _TEMP_BYTES[key]
+
+
 def markdown_table() -> str:
-  """The README's table of optimizers, generated from ``ENTRIES`` (see scripts/readme.py)."""
+  """The README's table of optimizers, generated from ``ENTRIES``: state bytes per parameter
+  (kept between steps) and the update's peak temporary bytes per parameter (XLA's memory
+  analysis of the compiled update on the CPU), both on a 1M-parameter float32 MLP pytree."""
   lines = [
-      "| optimizer | paper | family | extra `update` args | state bytes/param | notes |",
-      "|---|---|---|---|---:|---|",
+      "| optimizer | paper | family | extra `update` args | state bytes/param "
+      "| update temp bytes/param | notes |",
+      "|---|---|---|---|---:|---:|---|",
   ]
   for e in ENTRIES:
     extra = ", ".join(f"`{a}`" for a in e.extra_args) or "-"
     lines.append(
         f"| `optzoo.{e.name}` | {e.title} ({e.paper}) | {e.family} | {extra} | "
-        f"{bytes_per_param(e):.2f} | {e.notes} |"
+        f"{bytes_per_param(e):.2f} | {temp_bytes_per_param(e):.2f} | {e.notes} |"
     )
   return "\n".join(lines)

@@ -45,7 +45,7 @@ and ``.lr_arg``) may stand in for the factory.
 
 **Re-running without compiling.** :func:`compile_sweep` returns the compiled program of a fixed
 shape; :meth:`CompiledSweep.run` takes any values and seeds of that shape (a grid on seed 0,
-then the best point on fresh seeds, as ``benchmarks/run.py`` does).
+then the best point on fresh seeds, as optzoo's own benchmark does).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ Run it on any ``GradientTransformation`` factory, optzoo's or your own:
 
 Each check raises ``AssertionError`` with a message on failure; :func:`check_optimizer`
 runs the chosen checks, returns ``{name: 'ok' | 'skipped: why'}`` and raises
-:class:`ConformanceError` listing every failure. ``tests/conformance_test.py`` runs each
-check over every registry entry. The checks (names in :data:`CHECKS`):
+:class:`ConformanceError` listing every failure. optzoo runs every check over every registry
+entry. The checks (names in :data:`CHECKS`):
 
 1. ``jit``: init and update under ``jax.jit``; a second update does not retrace.
 2. ``extra_args``: unknown keyword arguments to ``update`` are ignored.
@@ -40,12 +40,46 @@ check over every registry entry. The checks (names in :data:`CHECKS`):
     others train as the optimizer on them alone (``obj_fn`` via ``optzoo.frozen_objective``).
 16. ``partition``: the same inside ``optax.partition`` with a ``set_to_zero`` partition.
 17. ``models``: 50 jitted steps on each ``flax.nnx`` model of ``optzoo.models`` give finite
-    params and a lower loss.
+    params and a lower loss (a factory with a ``layouts`` argument gets the model's
+    ``optzoo.layouts.from_nnx`` layouts).
+18. ``bad_input``: every case of :data:`BAD_INPUT_CASES` (complex parabola, integer leaf,
+    empty tree, mismatched gradient shapes, huge and tiny gradients, NaN and Inf gradients with
+    and without ``optax.apply_if_finite``) gives a correct result or a clear error, never a
+    silent wrong result; :func:`bad_input_outcomes` reports each case. What counts:
+
+    * a *clear error* is a ``TypeError`` or ``ValueError`` (subclasses included) whose message
+      names the offending leaf, by its ``jax.tree_util.keystr`` path (``['layer']['n']``) or by
+      its names joined with ``/`` (``layer/n``); the bad leaves sit one level down, so a bare
+      leaf name does not count;
+    * ``complex_parabola``: descending along ``jnp.conj(grad)`` (optax's convention) reaches
+      the minimizer of ``0.5 |z - c|^2`` over a complex64 leaf within ``convergence_tol``
+      after ``convergence_steps`` steps (kwargs of the ``parabola`` objective), or a clear
+      error;
+    * ``int_leaf``: a clear error, or three steps that leave the int32 leaf (gradient: int32
+      zeros) bitwise unchanged after ``optax.apply_updates`` while the float leaf ends where
+      the optimizer takes it without the integer leaf (rtol 1e-5);
+    * ``empty_tree``: ``init({})`` and ``update({}, ...)``, eager and jitted, give empty
+      updates (no error);
+    * ``mismatched_shapes``: a gradient leaf of another shape than its param, transposed
+      ``(2, 3)`` for ``(3, 2)`` and broadcastable ``(1, 2)`` for ``(3, 2)``, is a clear error
+      (no result can be right);
+    * ``huge_gradients`` / ``tiny_gradients``: float32 gradients of size 1e20 / 1e-30 (the
+      same at every step: a linear objective scaled by 1e20 / 1e-30) give finite updates and
+      params over 3 steps, as ``optax.amsgrad`` does (no error);
+    * ``nan_gradients`` / ``inf_gradients`` without a wrapper (one NaN / Inf gradient entry,
+      the objective times NaN / Inf, after 2 clean steps): the non-finite value must stay
+      visible or be refused: a non-finite update entry or a non-finite float state leaf
+      (propagation), an exact skip (zero updates, float state unchanged), or a ``TypeError`` /
+      ``ValueError`` / ``FloatingPointError`` mentioning nan, inf or finite. Failing means
+      finite updates and a finite, changed state: the NaN or Inf was silently absorbed;
+    * ``nan_apply_if_finite`` / ``inf_apply_if_finite``: inside ``optax.apply_if_finite``
+      the bad step leaves params and the inner state bitwise unchanged (as check 9).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 import chex
@@ -54,13 +88,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optzoo import models, objectives, training
+from optzoo import layouts, models, objectives, training
 from optzoo._src import masking
 
 __all__ = [
+    "BAD_INPUT_CASES",
     "CHECKS",
     "ConformanceError",
     "Subject",
+    "bad_input_outcomes",
     "check_optimizer",
     "run_check",
     "skip_reason",
@@ -130,7 +166,9 @@ def _problem(dtype=jnp.float32):
   def loss(p):
     base = obj.loss(p)
     k = p["dense"]["kernel"]
-    return base + 0.1 * jnp.sum(jnp.tanh(k) ** 2) + 0.05 * jnp.sum(p["scale"]) * jnp.sum(k[0])
+    # the coupling terms are in the params' dtype, cast explicitly to the loss's (float32 or wider)
+    return (base + (0.1 * jnp.sum(jnp.tanh(k) ** 2)).astype(base.dtype)
+            + (0.05 * jnp.sum(p["scale"]) * jnp.sum(k[0])).astype(base.dtype))
 
   return params, loss
 
@@ -313,18 +351,30 @@ def check_chain_clip(s: Subject) -> None:
 
 
 def check_models(s: Subject) -> None:
-  """17. on every ``flax.nnx`` model of ``optzoo.models`` (MLP, CNN, transformer untied and
-  tied, scanned stack), 50 jitted full-batch steps give finite updates and a lower loss."""
+  """17. on every ``flax.nnx`` model of ``optzoo.models`` (MLP, CNN, transformer,
+  scanned stack with a tied head), 50 jitted full-batch steps give finite updates and a lower loss.
+  An optimizer whose factory takes ``layouts`` gets the model's (``optzoo.layouts.from_nnx``)."""
   failures = []
+  takes_layouts = _takes(s.factory, "layouts")
   for name in models.MODEL_SUITE:
     prob = models.get(name)
     params = prob.init()
-    final, losses = training.optimize(s.make(), prob.loss, params, 50, s.extra_args)
+    # a layout-aware optimizer gets the model's layouts, as a user passes layouts.from_nnx(model)
+    tx = s.make(layouts=prob.layouts) if takes_layouts else s.make()
+    final, losses = training.optimize(tx, prob.loss, params, 50, s.extra_args)
     finite = all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(final))
     if not finite or not float(losses[-1]) < float(losses[0]):
       failures.append(f"{name}: loss {float(losses[0]):.4g} -> {float(losses[-1]):.4g}, "
                       f"finite params: {finite}")
   assert not failures, "; ".join(failures)
+
+
+def _takes(factory, arg: str) -> bool:
+  """Whether ``factory`` has a parameter called ``arg``."""
+  try:
+    return arg in inspect.signature(factory).parameters
+  except (TypeError, ValueError):
+    return False
 
 
 def _frozen_run(tx, params, loss, extra_args, steps):
@@ -390,32 +440,39 @@ def check_abstract_init(s: Subject) -> None:
   assert _signature(direct) == concrete_sig, "init(ShapeDtypeStruct) differs from init(params)"
 
 
-def check_apply_if_finite(s: Subject) -> None:
-  """9. under apply_if_finite, NaN/Inf gradients leave params and inner state unchanged."""
+def _check_bad_step_under_apply_if_finite(s: Subject, bad: float) -> None:
+  """Two clean steps under ``optax.apply_if_finite``, then one whose gradient and objective are
+  multiplied by ``bad`` (NaN or Inf): params and inner state unchanged; then a clean step."""
   params, loss = _problem()
   tx = optax.apply_if_finite(s.make(), max_consecutive_errors=5)
   state = tx.init(params)
   step = jax.jit(_step_fn(tx, loss, s.extra_args))
   for _ in range(2):
     params, state, _ = step(params, state)
-  for bad in (jnp.nan, jnp.inf):
-    def bad_loss(p, bad=bad):
-      return loss(p) * bad
 
-    def bad_step(params, state, bad_loss=bad_loss):
-      grads = jax.tree.map(lambda g: g * bad, jax.grad(loss)(params))
-      updates, state = tx.update(grads, state, params,
-                                 **training.extra_kwargs(s.extra_args, bad_loss, params))
-      return optax.apply_updates(params, updates), state
+  def bad_loss(p):
+    return loss(p) * bad
 
-    new_params, new_state = jax.jit(bad_step)(params, state)
-    _assert_trees_equal(new_params, params, f"params after a {bad} gradient")
-    _assert_trees_equal(new_state.inner_state, state.inner_state,
-                        f"inner state after a {bad} gradient")
-    assert int(new_state.notfinite_count) >= 1
+  def bad_step(params, state):
+    grads = jax.tree.map(lambda g: g * bad, jax.grad(loss)(params))
+    updates, state = tx.update(grads, state, params,
+                               **training.extra_kwargs(s.extra_args, bad_loss, params))
+    return optax.apply_updates(params, updates), state
+
+  new_params, new_state = jax.jit(bad_step)(params, state)
+  _assert_trees_equal(new_params, params, f"params after a {bad} gradient")
+  _assert_trees_equal(new_state.inner_state, state.inner_state,
+                      f"inner state after a {bad} gradient")
+  assert int(new_state.notfinite_count) >= 1
   params, state, _ = step(params, state)
   for leaf in jax.tree.leaves(params):
     assert bool(jnp.all(jnp.isfinite(leaf))), "non-finite params after recovery"
+
+
+def check_apply_if_finite(s: Subject) -> None:
+  """9. under apply_if_finite, NaN/Inf gradients leave params and inner state unchanged."""
+  for bad in (jnp.nan, jnp.inf):
+    _check_bad_step_under_apply_if_finite(s, bad)
 
 
 def check_checkpoint(s: Subject) -> None:
@@ -531,6 +588,295 @@ def check_donation(s: Subject) -> None:
   _assert_trees_equal(u1, u2, "updates from two inits")
 
 
+# ----------------------------------------------------------------------------- bad inputs
+class _Outcome(Exception):
+  """A bad-input case's accepted outcome (raised to end the case early)."""
+
+
+def _leaf_named(message: str, path: tuple) -> bool:
+  """Whether ``message`` names the leaf at ``path``: its keystr or its names joined by '/'."""
+  return (jax.tree_util.keystr(path) in message
+          or "/".join(layouts.path_names(path)) in message)
+
+
+def _clear_error(e: Exception, path: tuple) -> str:
+  """'ok: clear <Type>' when ``e`` is a TypeError/ValueError naming the leaf at ``path``;
+  raises AssertionError saying why it is not clear otherwise."""
+  where = jax.tree_util.keystr(path)
+  if not isinstance(e, (TypeError, ValueError)):
+    raise AssertionError(f"raised {type(e).__name__} (not a TypeError/ValueError): "
+                         f"{str(e)[:300]}")
+  if not _leaf_named(str(e), path):
+    raise AssertionError(f"{type(e).__name__} does not name the leaf {where}: {str(e)[:300]}")
+  return f"ok: clear {type(e).__name__} naming {where}"
+
+
+def _jit_update(tx, loss, extra_args):
+  """jitted ``(grads, state, params) -> (updates, state)`` with the kit's extra args."""
+
+  def update(grads, state, params):
+    return tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, params))
+
+  return jax.jit(update)
+
+
+def _all_finite(tree) -> bool:
+  return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree)
+             if jnp.issubdtype(jnp.result_type(x), jnp.inexact))
+
+
+_LAYER_TARGET = {"w": np.linspace(-1.0, 1.0, 6).reshape(3, 2), "b": np.array([0.5, -0.25])}
+
+
+def _layer_problem(scale: float = 1.0):
+  """{'layer': {'w': (3, 2), 'b': (2,)}} float32 zeros and ``scale * 0.5 |p - target|^2``."""
+  target = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), {"layer": _LAYER_TARGET})
+  params = jax.tree.map(jnp.zeros_like, target)
+
+  def loss(p):
+    sq = sum(jnp.sum((x - t) ** 2) for x, t in zip(jax.tree.leaves(p), jax.tree.leaves(target)))
+    return jnp.float32(scale) * 0.5 * sq
+
+  return params, loss
+
+
+def _case_complex_parabola(s: Subject) -> str:
+  c = jnp.array([1 + 2j, -1 + 0.5j, 0.5 - 1j, 2 + 0j], jnp.complex64)
+  params = {"layer": {"z": jnp.zeros(4, jnp.complex64)}}
+  path = (jax.tree_util.DictKey("layer"), jax.tree_util.DictKey("z"))
+
+  def loss(p):
+    return 0.5 * jnp.sum(jnp.abs(p["layer"]["z"] - c) ** 2)
+
+  try:
+    tx = s.make("parabola")
+    state = tx.init(params)
+
+    def body(carry, _):
+      p, st = carry
+      grads = jax.tree.map(jnp.conj, jax.grad(loss)(p))
+      updates, st = tx.update(grads, st, p, **training.extra_kwargs(s.extra_args, loss, p))
+      return (optax.apply_updates(p, updates), st), None
+
+    run = jax.jit(lambda p, st: jax.lax.scan(body, (p, st), None, s.convergence_steps)[0][0])
+    final = run(params, state)
+  except Exception as e:  # noqa: BLE001 - classified below
+    return _clear_error(e, path)
+  z = final["layer"]["z"]
+  assert z.dtype == jnp.complex64, f"the complex leaf became {z.dtype}"
+  dist = float(jnp.linalg.norm(z - c))
+  assert dist <= s.convergence_tol, (
+      f"distance {dist:.3g} > {s.convergence_tol} to the complex minimizer after "
+      f"{s.convergence_steps} steps along conj(grad)")
+  return f"ok: converged (distance {dist:.2g})"
+
+
+def _case_int_leaf(s: Subject) -> str:
+  floats, loss = _layer_problem()
+  n = jnp.arange(3, dtype=jnp.int32)
+  params = {"layer": {"w": floats["layer"]["w"], "n": n}}
+  path = (jax.tree_util.DictKey("layer"), jax.tree_util.DictKey("n"))
+
+  def full_loss(p):
+    return loss({"layer": {"w": p["layer"]["w"], "b": floats["layer"]["b"]}})
+
+  def w_loss(p):
+    return full_loss(p)
+
+  try:
+    tx = s.make()
+    state = tx.init(params)
+    update = _jit_update(tx, full_loss, s.extra_args)
+    p = params
+    for _ in range(3):
+      g_w = jax.grad(lambda w, p=p: full_loss({"layer": {"w": w, "n": n}}))(p["layer"]["w"])
+      grads = {"layer": {"w": g_w, "n": jnp.zeros_like(n)}}
+      updates, state = update(grads, state, p)
+      p = optax.apply_updates(p, updates)
+  except Exception as e:  # noqa: BLE001 - classified below
+    return _clear_error(e, path)
+  got_n = p["layer"]["n"]
+  assert got_n.dtype == n.dtype and bool(jnp.all(got_n == n)), (
+      f"the int32 leaf {jax.tree_util.keystr(path)} changed: {n.tolist()} -> {got_n.tolist()} "
+      f"({got_n.dtype}), with no error")
+  alone = {"layer": {"w": params["layer"]["w"]}}
+  final_alone, _, _ = _run(s.make(), alone, w_loss, s.extra_args, 3)
+  _assert_trees_close(p["layer"]["w"], final_alone["layer"]["w"], 1e-5, 1e-7,
+                      "the float leaf beside an int leaf vs without it")
+  return "ok: int leaf unchanged, float leaf trained as without it"
+
+
+def _case_empty_tree(s: Subject) -> str:
+  def loss(p):
+    del p
+    return jnp.zeros([], jnp.float32)
+
+  tx = s.make()
+  for how in ("eager", "jit"):
+    try:
+      state = tx.init({})
+      if how == "eager":
+        updates, _ = tx.update({}, state, {}, **training.extra_kwargs(s.extra_args, loss, {}))
+      else:
+        updates, _ = _jit_update(tx, loss, s.extra_args)({}, state, {})
+    except Exception as e:  # noqa: BLE001 - any error fails this case
+      raise AssertionError(f"an empty pytree ({how}) raised {type(e).__name__}: "
+                           f"{str(e)[:300]}") from None
+    assert jax.tree.structure(updates) == jax.tree.structure({}), (
+        f"updates for an empty pytree ({how}) are {updates!r}, not {{}}")
+  return "ok: empty updates"
+
+
+def _case_mismatched_shapes(s: Subject) -> str:
+  params, loss = _layer_problem()
+  path = (jax.tree_util.DictKey("layer"), jax.tree_util.DictKey("w"))
+  outcomes, failures = [], []
+  for bad_shape in ((2, 3), (1, 2)):  # transposed; broadcastable
+    grads = jax.grad(loss)(params)
+    grads = {"layer": {**grads["layer"], "w": jnp.ones(bad_shape, jnp.float32)}}
+    try:
+      tx = s.make()
+      state = tx.init(params)
+      updates, _ = _jit_update(tx, loss, s.extra_args)(grads, state, params)
+    except Exception as e:  # noqa: BLE001 - classified below
+      try:
+        outcomes.append(_clear_error(e, path))
+      except AssertionError as why:
+        failures.append(f"{bad_shape}: {why}")
+      continue
+    shapes = jax.tree.map(jnp.shape, updates)["layer"]["w"]
+    failures.append(f"{bad_shape}: a {bad_shape} gradient for the (3, 2) leaf "
+                    f"{jax.tree_util.keystr(path)} was accepted (its update has shape {shapes})")
+  assert not failures, "; ".join(failures)
+  return outcomes[0]
+
+
+def _scaled_gradients_case(s: Subject, scale: float) -> str:
+  params, _ = _layer_problem()
+  direction = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), {"layer": _LAYER_TARGET})
+
+  def loss(p):  # linear: the gradient is scale * direction at every step, whatever p becomes
+    return jnp.float32(scale) * sum(jnp.sum(d * x) for d, x in
+                                    zip(jax.tree.leaves(direction), jax.tree.leaves(p)))
+
+  tx = s.make()
+  try:
+    state = tx.init(params)
+    update = _jit_update(tx, loss, s.extra_args)
+    p = params
+    for i in range(3):
+      updates, state = update(jax.grad(loss)(p), state, p)
+      assert _all_finite(updates), f"non-finite updates at step {i + 1} for {scale:g} gradients"
+      p = optax.apply_updates(p, updates)
+  except AssertionError:
+    raise
+  except Exception as e:  # noqa: BLE001 - any error fails this case
+    raise AssertionError(f"{scale:g} gradients raised {type(e).__name__}: {str(e)[:300]}") from None
+  assert _all_finite(p), f"non-finite params after 3 steps with {scale:g} gradients"
+  return "ok: finite updates"
+
+
+def _case_huge_gradients(s: Subject) -> str:
+  return _scaled_gradients_case(s, 1e20)
+
+
+def _case_tiny_gradients(s: Subject) -> str:
+  return _scaled_gradients_case(s, 1e-30)
+
+
+def _nonfinite_case(s: Subject, bad: float) -> str:
+  params, loss = _layer_problem()
+  tx = s.make()
+  state = tx.init(params)
+  update = _jit_update(tx, loss, s.extra_args)
+  p = params
+  for _ in range(2):
+    updates, state = update(jax.grad(loss)(p), state, p)
+    p = optax.apply_updates(p, updates)
+  grads = jax.grad(loss)(p)
+  grads = {"layer": {**grads["layer"], "w": grads["layer"]["w"].at[0, 0].set(bad)}}
+
+  def bad_loss(q):
+    return loss(q) * bad
+
+  try:
+    new_updates, new_state = _jit_update(tx, bad_loss, s.extra_args)(grads, state, p)
+  except (TypeError, ValueError, FloatingPointError) as e:
+    msg = str(e).lower()
+    assert any(w in msg for w in ("nan", "inf", "finite")), (
+        f"{type(e).__name__} for a {bad} gradient does not say so: {str(e)[:300]}")
+    return f"ok: clear {type(e).__name__}"
+  if not _all_finite(new_updates):
+    return "ok: propagates to the updates"
+  if not _all_finite(new_state):
+    return "ok: propagates to the state"
+  zero = all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(new_updates))
+  floats = lambda t: [x for x in jax.tree.leaves(t)  # noqa: E731
+                      if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  same = all(bool(jnp.all(a == b)) for a, b in zip(floats(state), floats(new_state)))
+  if zero and same:
+    return "ok: step skipped"
+  raise AssertionError(f"a {bad} gradient was silently absorbed: finite updates and a finite, "
+                       "changed state (neither propagated, nor refused, nor skipped)")
+
+
+def _case_nan_gradients(s: Subject) -> str:
+  return _nonfinite_case(s, jnp.nan)
+
+
+def _case_inf_gradients(s: Subject) -> str:
+  return _nonfinite_case(s, jnp.inf)
+
+
+def _case_nan_apply_if_finite(s: Subject) -> str:
+  _check_bad_step_under_apply_if_finite(s, jnp.nan)
+  return "ok: params and inner state unchanged"
+
+
+def _case_inf_apply_if_finite(s: Subject) -> str:
+  _check_bad_step_under_apply_if_finite(s, jnp.inf)
+  return "ok: params and inner state unchanged"
+
+
+#: The cases of the ``bad_input`` check, in order (see the module docstring for each rule).
+BAD_INPUT_CASES: Mapping[str, Callable[[Subject], str]] = {
+    "complex_parabola": _case_complex_parabola,
+    "int_leaf": _case_int_leaf,
+    "empty_tree": _case_empty_tree,
+    "mismatched_shapes": _case_mismatched_shapes,
+    "huge_gradients": _case_huge_gradients,
+    "tiny_gradients": _case_tiny_gradients,
+    "nan_gradients": _case_nan_gradients,
+    "inf_gradients": _case_inf_gradients,
+    "nan_apply_if_finite": _case_nan_apply_if_finite,
+    "inf_apply_if_finite": _case_inf_apply_if_finite,
+}
+
+
+def bad_input_outcomes(s: Subject, cases: Sequence[str] | None = None) -> dict[str, str]:
+  """Runs the bad-input cases on ``s``: ``{case: 'ok: <what happened>' | 'FAIL: <why>'}``.
+
+  An error that is not clear (another type, or a message that does not name the leaf) and
+  any failed expectation are ``'FAIL: ...'``; see the module docstring for each case's rule.
+  """
+  out = {}
+  for name in cases or tuple(BAD_INPUT_CASES):
+    try:
+      out[name] = BAD_INPUT_CASES[name](s)
+    except AssertionError as e:
+      out[name] = f"FAIL: {e}"
+    except Exception as e:  # noqa: BLE001 - an unexpected error is a failure of the case
+      out[name] = f"FAIL: raised {type(e).__name__}: {str(e)[:300]}"
+  return out
+
+
+def check_bad_input(s: Subject) -> None:
+  """18. every bad-input case gives a correct result or a clear error (never a silent wrong
+  result); the AssertionError lists each failing case."""
+  failed = {k: v for k, v in bad_input_outcomes(s).items() if v.startswith("FAIL")}
+  assert not failed, "; ".join(f"{k}: {v[len('FAIL: '):]}" for k, v in failed.items())
+
+
 CHECKS: Mapping[str, Callable[[Subject], None]] = {
     "jit": check_jit,
     "extra_args": check_extra_args,
@@ -549,6 +895,7 @@ CHECKS: Mapping[str, Callable[[Subject], None]] = {
     "masked": check_masked,
     "partition": check_partition,
     "models": check_models,
+    "bad_input": check_bad_input,
 }
 
 

@@ -39,6 +39,7 @@ def _variants():
       ("adahessian/every3", "adahessian", {"update_every": 3}),
       ("metaoptimize/sgd", "metaoptimize", {"base": optax.identity()}),
       ("metaoptimize/lion", "metaoptimize", {"base": optax.scale_by_lion()}),
+      ("metaoptimize/authors", "metaoptimize", {"safeguard": False}),
       ("nal/l2", "noise_adaptive_layerwise", {"dual_norm": "l2", "inner": optax.sgd(1e-2)}),
   ]
 

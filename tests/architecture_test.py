@@ -18,6 +18,7 @@ Layers (an import goes only to a strictly lower rank, so there is no cycle; ever
 import ast
 import importlib
 import pathlib
+import re
 import types
 
 import pytest
@@ -33,8 +34,8 @@ RANK = {
     "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.sweep": 1, "optzoo.layouts": 1,
     "optzoo._src.alias": 2, "optzoo.models": 2,
     **{f"optzoo._src.{p}": 3 for p in PAPERS},
-    "optzoo.registry": 4, "optzoo.testing": 4,
-    "optzoo": 5, "optzoo._src": 0,
+    "optzoo.registry": 4, "optzoo.testing": 4, "optzoo.strategies": 4,
+    "optzoo": 5, "optzoo.pytest_plugin": 5, "optzoo._src": 0,
 }
 PUBLIC_MODULES = ("compression", "curvature", "layouts", "lmo", "models", "objectives", "registry",
                   "sweep", "testing", "training")
@@ -102,3 +103,37 @@ def test_root_does_not_load_the_kit():
   code = "import sys, optzoo; print(sorted(m for m in ('optzoo.testing', 'optzoo.registry') if m in sys.modules))"
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
   assert out.stdout.strip() == "[]"
+
+
+# Files and notes a user of the installed package does not have: docstrings must not send them there.
+_UNREACHABLE = re.compile(r"specs?/|\bspecs? (section|§)|\w+\.md\b|DESIGN\.md|\bsection \d|pitfall P\d|\bP\d\b|tests/|"
+                          r"benchmarks/|scripts/|\[reconstructed\]", re.IGNORECASE)
+
+
+def _docstrings(path):
+  tree = ast.parse(path.read_text())
+  for node in [tree, *ast.walk(tree)]:
+    if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+      doc = ast.get_docstring(node)
+      if doc:
+        yield getattr(node, "name", "<module>"), doc
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_docstrings_name_nothing_a_user_does_not_have(name):
+  bad = [f"{name}.{obj}: {m.group(0)!r}" for obj, doc in _docstrings(MODULES[name])
+         for m in [_UNREACHABLE.search(doc)] if m]
+  assert not bad, bad
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_functions_are_short_enough_to_read_at_once(name):
+  def code_lines(n):  # the def line to the last line, without the docstring
+    doc = n.body[0] if n.body and isinstance(n.body[0], ast.Expr) and isinstance(
+        getattr(n.body[0], "value", None), ast.Constant) and isinstance(n.body[0].value.value, str) else None
+    return n.end_lineno - n.lineno + 1 - (0 if doc is None else doc.end_lineno - doc.lineno + 1)
+
+  long = [f"{n.name} ({code_lines(n)} lines of code)"
+          for n in ast.walk(ast.parse(MODULES[name].read_text()))
+          if isinstance(n, ast.FunctionDef) and code_lines(n) > 120]
+  assert not long, long

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 import optzoo
 
+from helpers import run
+
 
 def _loss(p):
   return jnp.sum(jnp.sin(3.0 * p["w"]) ** 2) + 0.5 * jnp.sum((p["b"] - 1.0) ** 4)
@@ -47,16 +49,7 @@ def test_matches_numpy_loop_for_100_steps(wd):
     want = _numpy_avgrad(params, lambda p: grad({k: jnp.asarray(v) for k, v in p.items()}),
                          100, lr, b1, b2, eps, wd, mask)
     tx = optzoo.avgrad(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd, mask=mask)
-    state = tx.init(params)
-
-    @jax.jit
-    def step(p, s):
-      u, s = tx.update(grad(p), s, p)
-      return optax.apply_updates(p, u), s
-
-    p = params
-    for t in range(100):
-      p, state = step(p, state)
+    for t, p in enumerate(run(tx, params, 100, loss=_loss).params):
       for k in p:
         np.testing.assert_allclose(np.asarray(p[k]), want[t][k], rtol=1e-6, atol=1e-6,
                                    err_msg=f"step {t + 1}, leaf {k}")

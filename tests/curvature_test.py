@@ -26,7 +26,7 @@ def _problem():
   x = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
 
   def loss(p):
-    h = jnp.tanh(x @ p["w"] + p["b"]) * p["s"]
+    h = jnp.tanh(x @ p["w"] + p["b"][None, :]) * p["s"]
     return jnp.sum(jnp.log1p(h**2)) + 0.1 * jnp.sum(p["w"] ** 4)
 
   return params, loss
@@ -234,6 +234,70 @@ def test_subproblem_matches_brute_force_float64():
       assert _model(b, B, M, z) <= best.fun + 1e-10
       np.testing.assert_allclose(z, best.x, atol=1e-5)
 
+
+
+def _check_global_optimality(b, B, M, sol, tol=1e-5):
+  """(B + lam I) z = -b, lam = M |z| / 2, B + lam I PSD, and no perturbation does better."""
+  z, lam = np.asarray(sol.z, np.float64), float(sol.lam)
+  scale = np.linalg.norm(B, 2) + lam
+  assert np.linalg.norm((B + lam * np.eye(len(b))) @ z + b) <= tol * scale * max(np.linalg.norm(z), 1)
+  assert abs(lam - M * np.linalg.norm(z) / 2.0) <= tol * max(lam, 1.0)
+  assert np.linalg.eigvalsh(B).min() + lam >= -tol * scale
+  f0 = _model(b, B, M, z)
+  assert float(sol.model) == pytest.approx(f0, rel=1e-4, abs=1e-6)
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    dz = rng.normal(size=len(b)) * rng.uniform(0.01, 2.0) * max(np.linalg.norm(z), 1.0)
+    assert f0 <= _model(b, B, M, z + dz) + 1e-6 * max(abs(f0), 1.0)
+
+
+@pytest.mark.parametrize("M", [0.3, 1.0, 7.0])
+def test_hard_case_b_zero_indefinite_goes_along_the_lowest_eigenvector(M):
+  """b = 0, B indefinite: z = (-2 theta_min / M) q_min (not 0), model (2/3) theta_min^3 / M^2."""
+  rng = np.random.default_rng(4)
+  Q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+  theta = np.array([-1.5, -0.2, 0.5, 3.0])
+  B = (Q * theta) @ Q.T
+  sol = _solve(jnp.zeros(4, jnp.float32), jnp.asarray(B, jnp.float32), jnp.float32(M))
+  z = np.asarray(sol.z, np.float64)
+  assert float(sol.lam) == pytest.approx(1.5, rel=1e-5)
+  assert np.linalg.norm(z) == pytest.approx(2 * 1.5 / M, rel=1e-5)
+  assert abs(z @ Q[:, 0]) == pytest.approx(np.linalg.norm(z), rel=1e-5)  # along q_min
+  assert float(sol.model) == pytest.approx(2.0 / 3.0 * (-1.5) ** 3 / M**2, rel=1e-5)
+  _check_global_optimality(np.zeros(4), B.astype(np.float32).astype(np.float64), M, sol)
+  # the diagonal form: the length goes on the first index of theta_min
+  diag = curvature.solve_cubic_subproblem_diagonal(jnp.array([2.0, -1.0, -1.0]), jnp.zeros(3), M)
+  np.testing.assert_allclose(diag.z, [0.0, 2.0 / M, 0.0], rtol=1e-6)
+
+
+def test_hard_case_with_b_orthogonal_to_the_lowest_eigenvector():
+  """gamma_min = 0 and |y(-theta_min)| < -2 theta_min / M: lam = -theta_min, the rest of the
+  length along e_min; a gamma with a large other component is an ordinary case."""
+  theta = jnp.array([-1.0, 2.0, 4.0])
+  for gamma, hard in (([0.0, 0.3, -0.2], True), ([0.0, 10.0, 0.0], False),
+                      ([1e-3, 0.3, 0.0], False)):
+    sol = curvature.solve_cubic_subproblem_diagonal(theta, jnp.array(gamma), 1.0)
+    _check_global_optimality(np.array(gamma), np.diag(np.asarray(theta, np.float64)), 1.0, sol)
+    assert (float(sol.lam) == 1.0) == hard
+  # PSD with b = 0: the minimizer is 0 (no negative curvature to follow)
+  sol = curvature.solve_cubic_subproblem(jnp.zeros(2), jnp.diag(jnp.array([0.0, 2.0])), 1.0)
+  np.testing.assert_array_equal(sol.z, [0.0, 0.0])
+  assert float(sol.model) == 0.0
+
+
+def test_hard_case_float64_matches_brute_force():
+  with jax.enable_x64(True):
+    from scipy.optimize import minimize as sp_min  # noqa: PLC0415
+
+    rng = np.random.default_rng(5)
+    Q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    B = (Q * np.array([-2.0, 1.0, 3.0])) @ Q.T
+    for b in (np.zeros(3), 0.1 * Q[:, 1] - 0.2 * Q[:, 2]):
+      sol = curvature.solve_cubic_subproblem(jnp.asarray(b), jnp.asarray(B), 0.5)
+      best = min((sp_min(lambda x: _model(b, B, 0.5, x), rng.normal(size=3) * 5, tol=1e-14)
+                  for _ in range(20)), key=lambda r: r.fun)
+      assert _model(b, B, 0.5, np.asarray(sol.z)) <= best.fun + 1e-10
+      assert np.linalg.norm(sol.z) == pytest.approx(np.linalg.norm(best.x), rel=1e-6)
 
 
 def test_diagonal_solver_is_the_eigenbasis_form():

@@ -15,12 +15,13 @@ from optzoo import objectives
 from optzoo import krylov_cubic_newton, krylov_cubic_newton_minimize, scale_by_krylov_cubic_newton
 from optzoo.curvature import solve_cubic_subproblem
 
+from helpers import run
+
 
 def _one_step(tx, loss, params):
-  state = tx.init(params)
-  g = jax.grad(loss)(params)
-  updates, state = jax.jit(lambda g, s, p: tx.update(g, s, p, obj_fn=loss))(g, state, params)
-  return updates, state
+  """(updates, state) of one step: the shared run, for one step, unpacked."""
+  out = run(tx, params, 1, loss=loss, obj_fn=True)
+  return out.updates[0], out.states[-1]
 
 
 def test_one_dimensional_subspace_closed_form():
@@ -252,3 +253,127 @@ def test_minimize_logistic():
   assert np.all(np.diff(info.times) >= 0.0) and np.all(info.M > 0)
   with pytest.raises(TypeError, match="bogus"):
     krylov_cubic_newton_minimize(obj.loss, obj.init(), bogus=1)
+
+
+# ----------------------------------------------------------------------------- eager calls
+class _CompileCounter:
+  """Counts XLA backend compilations (jax.monitoring) while active."""
+
+  EVENT = "/jax/core/compile/backend_compile_duration"
+
+  def __init__(self):
+    self.count, self.active = 0, False
+    jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+  def _listen(self, event, duration, **kwargs):
+    del duration, kwargs
+    if self.active and event == self.EVENT:
+      self.count += 1
+
+
+_COUNTER = _CompileCounter()
+
+
+def _batches(n):
+  rng = np.random.default_rng(0)
+  return [(jnp.asarray(rng.normal(size=(16, 3)), jnp.float32),
+           jnp.asarray(rng.integers(0, 2, size=16) * 2.0 - 1.0, jnp.float32)) for _ in range(n)]
+
+
+def _logistic(w, batch):
+  a, y = batch
+  return jnp.mean(jnp.logaddexp(0.0, -y * (a @ w["w"] + w["b"]))) + 0.05 * jnp.sum(w["w"] ** 2)
+
+
+@pytest.mark.parametrize("factory", [krylov_cubic_newton, scale_by_krylov_cubic_newton])
+def test_eager_calls_with_a_fresh_closure_do_not_recompile(factory):
+  """5 eager steps, each with a new obj_fn closure over another batch: after the first step
+  nothing compiles (the alias, which wraps obj_fn in its own closure, included)."""
+  tx = factory(subspace_dim=3)
+  params = {"w": jnp.zeros(3), "b": jnp.zeros([])}
+  state = tx.init(params)
+  grad_fn = jax.jit(jax.grad(_logistic))
+  per_step = []
+  for batch in _batches(5):
+    g = grad_fn(params, batch)
+    _COUNTER.count, _COUNTER.active = 0, True
+    try:
+      updates, state = tx.update(g, state, params, obj_fn=lambda p, batch=batch: _logistic(p, batch))
+      params = optax.apply_updates(params, updates)
+      jax.block_until_ready(params)
+    finally:
+      _COUNTER.active = False
+    per_step.append(_COUNTER.count)
+  assert per_step[0] >= 1 and per_step[1:] == [0, 0, 0, 0], per_step
+
+
+def test_eager_and_jitted_runs_agree():
+  tx = krylov_cubic_newton(subspace_dim=3, weight_decay=0.01)
+  p0 = {"w": jnp.zeros(3), "b": jnp.zeros([])}
+
+  @jax.jit
+  def jstep(p, s, batch):
+    u, s = tx.update(jax.grad(_logistic)(p, batch), s, p, obj_fn=lambda q: _logistic(q, batch))
+    return optax.apply_updates(p, u), s
+
+  pe, se, pj, sj = p0, tx.init(p0), p0, tx.init(p0)
+  for batch in _batches(5):
+    u, se = tx.update(jax.grad(_logistic)(pe, batch), se, pe,
+                      obj_fn=lambda q, batch=batch: _logistic(q, batch))
+    pe = optax.apply_updates(pe, u)
+    pj, sj = jstep(pj, sj, batch)
+  for k in p0:
+    np.testing.assert_allclose(pe[k], pj[k], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(se.accepted, sj.accepted)
+  np.testing.assert_allclose(se.M, sj.M, rtol=1e-5)
+
+
+def test_another_program_compiles_and_gives_its_own_result():
+  """A different objective (another program) is not confused with a cached one."""
+  tx = scale_by_krylov_cubic_newton(subspace_dim=2)
+  x = jnp.ones(2)
+  f1 = lambda p: jnp.sum((p - 2.0) ** 2)  # noqa: E731
+  f2 = lambda p: jnp.sum((p + 3.0) ** 4)  # noqa: E731
+  for f in (f1, f2, f1):
+    u_eager, _ = tx.update(jax.grad(f)(x), tx.init(x), x, obj_fn=f)
+    u_jit, _ = _one_step(tx, f, x)
+    np.testing.assert_allclose(u_eager, u_jit, rtol=1e-5, atol=1e-7)
+
+
+# ----------------------------------------------------------------------------- inputs
+def test_masked_params_need_a_frozen_objective():
+  params = {"w": jnp.ones(3), "frozen": jnp.full(2, 5.0)}
+  loss = lambda p: jnp.sum((p["w"] - 2.0) ** 2) + jnp.sum(p["frozen"] ** 2)  # noqa: E731
+  for inner in (krylov_cubic_newton(subspace_dim=2), scale_by_krylov_cubic_newton(subspace_dim=2)):
+    tx = optax.partition({"train": inner, "freeze": optax.set_to_zero()},
+                         {"w": "train", "frozen": "freeze"})
+    state = tx.init(params)
+    g = jax.grad(loss)(params)
+    with pytest.raises(ValueError, match="optzoo.frozen_objective"):
+      tx.update(g, state, params, obj_fn=loss)
+    import optzoo  # noqa: PLC0415
+
+    u, _ = tx.update(g, state, params, obj_fn=optzoo.frozen_objective(loss, params))
+    np.testing.assert_array_equal(u["frozen"], jnp.zeros(2))
+    assert float(loss(optax.apply_updates(params, u))) < float(loss(params))
+
+
+def test_integer_and_complex_leaves_are_refused_at_init_naming_the_leaf():
+  tx = krylov_cubic_newton()
+  with pytest.raises(TypeError, match=r"\['layer'\]\['n'\]"):
+    tx.init({"layer": {"w": jnp.ones(2), "n": jnp.arange(3)}})
+  with pytest.raises(TypeError, match=r"\['layer'\]\['z'\].*complex"):
+    tx.init({"layer": {"w": jnp.ones(2), "z": jnp.ones(2, jnp.complex64)}})
+
+
+def test_gradient_shapes_are_checked_and_empty_trees_pass_through():
+  tx = krylov_cubic_newton(subspace_dim=2)
+  params = {"layer": {"w": jnp.ones((3, 2)), "b": jnp.ones(2)}}
+  state = tx.init(params)
+  loss = lambda p: jnp.sum(p["layer"]["w"] ** 2) + jnp.sum(p["layer"]["b"] ** 2)  # noqa: E731
+  for bad in (jnp.ones((2, 3)), jnp.ones((1, 2))):
+    grads = {"layer": {"w": bad, "b": jnp.ones(2)}}
+    with pytest.raises(ValueError, match=r"\['layer'\]\['w'\]"):
+      tx.update(grads, state, params, obj_fn=loss)
+  u, st = tx.update({}, tx.init({}), {}, obj_fn=lambda p: 0.0)
+  assert u == {} and int(st.count) == 1

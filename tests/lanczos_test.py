@@ -31,14 +31,13 @@ def _spectrum(kind, d, seed):
   raise ValueError(kind)
 
 
-
-
 @functools.partial(jax.jit, static_argnums=(2,), static_argnames=("reortho",))
 def _dense_lanczos(h, v0, m, reortho="full"):
   return lanczos(lambda v: h @ v, v0, m, reortho=reortho)
 
 
-def _run(h, v0, m, **kw):
+def _lanczos_float32(h, v0, m, **kw):
+  """Lanczos on the dense h in float32; the basis and T back as float64 NumPy arrays."""
   basis, t = _dense_lanczos(jnp.asarray(h, jnp.float32), jnp.asarray(v0, jnp.float32), m, **kw)
   return np.asarray(basis, np.float64), np.asarray(t, np.float64)
 
@@ -50,7 +49,7 @@ def test_orthonormal_and_projection_float32(kind, m):
   eigs = _spectrum(kind, d, seed=m)
   h = _sym(eigs, seed=1)
   v0 = np.random.default_rng(2).normal(size=d)
-  v, t = _run(h, v0, m)
+  v, t = _lanczos_float32(h, v0, m)
   assert v.shape == (m, d) and t.shape == (m, m)
   assert np.abs(v @ v.T - np.eye(m)).max() <= 1e-5
   # T is the projection V H V^T (relative to |H|), tridiagonal and symmetric
@@ -69,7 +68,7 @@ def test_orthonormal_random_spectra(seed, log_cond, n_out):
   eigs = np.exp(rng.uniform(0.0, log_cond * np.log(10.0), d))
   eigs[:n_out] *= 1e3  # a few large outliers
   h = _sym(eigs, seed)
-  v, t = _run(h, rng.normal(size=d), m)
+  v, t = _lanczos_float32(h, rng.normal(size=d), m)
   # Clustered spectra (log_cond ~ 0) span an invariant subspace early: the basis then has k < m
   # orthonormal rows followed by exact zeros.
   k = int((np.abs(v).sum(axis=1) > 0).sum())
@@ -103,22 +102,22 @@ def test_float64_tight_and_krylov_span():
 def test_breakdown_gives_zeros_not_nan():
   # 3 distinct eigenvalues: K_m(H, v0) is 3-dimensional.
   h = np.diag([1.0, 2.0, 4.0, 1.0, 2.0, 4.0, 2.0, 1.0])
-  v, t = _run(h, np.ones(8), 6)
+  v, t = _lanczos_float32(h, np.ones(8), 6)
   assert np.all(np.isfinite(v)) and np.all(np.isfinite(t))
   assert np.abs(v[:3] @ v[:3].T - np.eye(3)).max() <= 1e-6
   assert np.all(v[3:] == 0.0)
   assert np.all(t[3:, :] == 0.0) and np.all(t[:, 3:] == 0.0)
   np.testing.assert_allclose(np.linalg.eigvalsh(t[:3, :3]), [1.0, 2.0, 4.0], rtol=1e-5)
   # m larger than the dimension: the basis fills R^d, the rest is zero
-  v, t = _run(np.diag(np.arange(1.0, 5.0)), np.ones(4), 7)
+  v, t = _lanczos_float32(np.diag(np.arange(1.0, 5.0)), np.ones(4), 7)
   assert np.abs(v[:4] @ v[:4].T - np.eye(4)).max() <= 1e-5 and np.all(v[4:] == 0.0)
   assert np.all(np.isfinite(t))
 
 
 def test_zero_start_and_zero_operator():
-  v, t = _run(np.eye(5), np.zeros(5), 3)
+  v, t = _lanczos_float32(np.eye(5), np.zeros(5), 3)
   assert np.all(v == 0.0) and np.all(t == 0.0)
-  v, t = _run(np.zeros((5, 5)), np.ones(5), 3)
+  v, t = _lanczos_float32(np.zeros((5, 5)), np.ones(5), 3)
   assert np.all(np.isfinite(v)) and np.all(t == 0.0)
   np.testing.assert_allclose(v[0], np.ones(5) / np.sqrt(5.0), rtol=1e-6)
   assert np.all(v[1:] == 0.0)
@@ -144,7 +143,7 @@ def test_pytree_matches_flat_and_hessian():
 
 def test_no_reortho_option_and_validation():
   h = _sym(_spectrum("logspace", 50, 0), seed=5)
-  v, t = _run(h, np.ones(50), 4, reortho="none")
+  v, t = _lanczos_float32(h, np.ones(50), 4, reortho="none")
   assert np.abs(v @ v.T - np.eye(4)).max() <= 1e-4  # short runs stay orthonormal
   assert np.abs(v @ h @ v.T - t).max() <= 1e-4 * 1e4
   with pytest.raises(ValueError, match="num_steps"):

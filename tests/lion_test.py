@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 import optzoo
 
+from helpers import run
+
 
 def _mlp_params(dtype, seed=0):
   keys = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -22,26 +24,19 @@ def _mlp_params(dtype, seed=0):
 
 
 def _mlp_loss(params, x, y):
-  h = jnp.tanh(x @ params["dense1"]["kernel"] + params["dense1"]["bias"])
-  out = (h @ params["dense2"]["kernel"] + params["dense2"]["bias"]) * params["scale"]
+  h = jnp.tanh(x @ params["dense1"]["kernel"] + params["dense1"]["bias"][None, :])
+  out = ((h @ params["dense2"]["kernel"] + params["dense2"]["bias"][None, :])
+         * params["scale"][None, :])
   return jnp.mean((out.astype(jnp.float32) - y) ** 2)
 
 
-def _trajectory(tx, params, steps, seed=1):
+def _minibatch_grads(params, steps, seed=1):
+  """grads(params, t) of the MLP loss on minibatch t of a fixed random stream (for run)."""
   rng = np.random.default_rng(seed)
   xs = jnp.asarray(rng.normal(size=(steps, 32, 8)), jnp.float32).astype(
       jax.tree.leaves(params)[0].dtype)
   ys = jnp.asarray(rng.normal(size=(steps, 32, 4)), jnp.float32)
-
-  def body(carry, batch):
-    p, s = carry
-    g = jax.grad(_mlp_loss)(p, *batch)
-    u, s = tx.update(g, s, p)
-    p = optax.apply_updates(p, u)
-    return (p, s), p
-
-  _, traj = jax.lax.scan(body, (params, tx.init(params)), (xs, ys))
-  return traj
+  return lambda p, t: jax.grad(_mlp_loss)(p, xs[t], ys[t])
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -51,21 +46,25 @@ def test_equals_optax_lion_for_100_steps(dtype, weight_decay):
   mask = lambda p: jax.tree.map(lambda x: x.ndim > 1, p)  # noqa: E731
   ours = optzoo.lion(3e-3, b1=0.9, b2=0.99, weight_decay=weight_decay, mask=mask)
   ref = optax.lion(3e-3, b1=0.9, b2=0.99, weight_decay=weight_decay, mask=mask)
-  t_ours = _trajectory(ours, params, 100)
-  t_ref = _trajectory(ref, params, 100)
+  t_ours = run(ours, params, 100, grads=_minibatch_grads(params, 100)).params
+  t_ref = run(ref, params, 100, grads=_minibatch_grads(params, 100)).params
   for a, b in zip(jax.tree.leaves(t_ours), jax.tree.leaves(t_ref)):
     assert a.dtype == dtype
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
                                rtol=1e-6, atol=0)
 
 
+@pytest.mark.standard_promotion(
+    "mu_dtype=bfloat16 with float32 gradients: the momentum update (optax.tree.update_moment, "
+    "in optzoo.lion and optax.lion alike) and the direction add bfloat16 to float32")
 def test_schedule_and_mu_dtype_match_optax():
   params = _mlp_params(jnp.float32)
   sched = optax.warmup_cosine_decay_schedule(0.0, 1e-2, 10, 100)
   ours = optzoo.lion(sched, mu_dtype=jnp.bfloat16)
   ref = optax.lion(sched, mu_dtype=jnp.bfloat16)
-  for a, b in zip(jax.tree.leaves(_trajectory(ours, params, 50)),
-                  jax.tree.leaves(_trajectory(ref, params, 50))):
+  grads = _minibatch_grads(params, 50)
+  for a, b in zip(jax.tree.leaves(run(ours, params, 50, grads=grads).params),
+                  jax.tree.leaves(run(ref, params, 50, grads=grads).params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   state = ours.init(params)
   assert all(m.dtype == jnp.bfloat16 for m in jax.tree.leaves(state[0].mu))

@@ -138,3 +138,30 @@ def test_ns_is_jittable_and_traced_coefficients_work():
   g = _gauss((8, 12), 7)
   out = jax.jit(lambda x: lmo.newton_schulz(x))(g)
   np.testing.assert_allclose(out, lmo.newton_schulz(g), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(8, 20), (20, 8), (3, 6, 10)])
+def test_ns_is_invariant_to_the_input_scale_from_1e_minus_6_to_1e6(shape):
+  g = _gauss(shape, 8)
+  g = g / jnp.sqrt(jnp.sum(g**2, axis=(-2, -1), keepdims=True))  # ||g||_F = 1 per slice
+  ref = np.asarray(lmo.newton_schulz(g))
+  for c in (1e-6, 1e-5, 1e-3, 0.3, 7.0, 1e3, 1e6):
+    out = np.asarray(lmo.newton_schulz(c * g))
+    assert np.max(np.abs(out - ref)) <= 2e-5 * np.max(np.abs(ref)), c
+  # the nuclear-norm estimate through Newton-Schulz is absolutely homogeneous at every scale
+  for c in (1e-6, 1e6):
+    np.testing.assert_allclose(lmo.nuclear_norm_ns(c * g), c * lmo.nuclear_norm_ns(g), rtol=1e-5)
+
+
+def test_ns_guard_is_the_usual_one_above_norm_one_and_a_zero_matrix_stays_zero():
+  g = 3.0 * _gauss((6, 9), 9)
+  norm = jnp.sqrt(jnp.sum(g**2))
+  assert float(norm) > 1.0
+  x = g / (norm + 1e-7)  # the usual normalisation, bit for bit
+  a, b, c = lmo.NS_COEFFS
+  for _ in range(5):
+    gram = x @ x.T
+    x = a * x + (b * gram + c * (gram @ gram)) @ x
+  np.testing.assert_array_equal(lmo.newton_schulz(g), x)
+  np.testing.assert_array_equal(lmo.newton_schulz(jnp.zeros((4, 5))), jnp.zeros((4, 5)))
+  assert not np.any(np.isnan(np.asarray(lmo.newton_schulz_many([jnp.zeros((2, 3, 3))])[0])))

@@ -14,6 +14,8 @@ from optzoo import mada_coefficients as coeffs_dict
 
 from optzoo._src import mada as mada_mod  # the implementation module (private)
 
+from helpers import assert_trees_close, run, with_standard_promotion
+
 FROZEN = {"learn": (), "v_init": 0.0}  # the corners: nothing learned, v starts at 0
 
 
@@ -28,37 +30,23 @@ def _loss(p):
           + jnp.sum(p["s"] ** 2) * jnp.sum(p["w"][0]))
 
 
-def _assert_same_trajectory(tx_a, tx_b, steps=100, rtol=1e-10, atol=1e-12, params=None):
-  """Runs both optimizers from the same params and compares the params after every step."""
-  params = _params() if params is None else params
-  grad = jax.grad(_loss)
-
-  def make(tx):
-    @jax.jit
-    def step(p, s):
-      u, s = tx.update(grad(p), s, p)
-      return optax.apply_updates(p, u), s
-    return step
-
-  step_a, step_b = make(tx_a), make(tx_b)
-  pa, sa, pb, sb = params, tx_a.init(params), params, tx_b.init(params)
-  for t in range(steps):
-    pa, sa = step_a(pa, sa)
-    pb, sb = step_b(pb, sb)
-    for k in pa:
-      np.testing.assert_allclose(np.asarray(pa[k]), np.asarray(pb[k]), rtol=rtol, atol=atol,
-                                 err_msg=f"step {t + 1}, leaf {k}")
-  return sa
+def _assert_same_trajectory(tx_a, tx_b, steps=100, rtol=1e-10, atol=1e-12):
+  """Runs both optimizers on _loss from _params() and compares the params after every step;
+  returns tx_a's final state."""
+  a, b = (run(tx, _params(), steps, loss=_loss) for tx in (tx_a, tx_b))
+  for t, (pa, pb) in enumerate(zip(a.params, b.params)):
+    assert_trees_close(pa, pb, rtol=rtol, atol=atol, err_msg=f"step {t + 1}")
+  return a.states[-1]
 
 
 # ----------------------------------------------------------------------------- corners
-@pytest.mark.parametrize("how", ["learn_nothing", "hyper_lr_zero"])
-def test_adam_corner_equals_optax_adam_step_by_step(how):
+@pytest.mark.parametrize("kw", [FROZEN, {"hyper_lr": 0.0, "v_init": 0.0}],
+                         ids=["learn_nothing", "hyper_lr_zero"])
+def test_adam_corner_equals_optax_adam_step_by_step(kw):
   with jax.enable_x64(True):
-    kw = dict(FROZEN) if how == "learn_nothing" else {"hyper_lr": 0.0, "v_init": 0.0}
     state = _assert_same_trajectory(
         optzoo.mada(1e-2, b1=0.9, b2=0.99, eps=1e-8, **kw),
-        optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8))
+        with_standard_promotion(optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8)))
     # hyper_lr 0 still computes the hypergradient; the coefficients must not move
     np.testing.assert_array_equal(optax.tree.get(state, "coeffs"), [0.9, 0.99, 0.0, 1.0, 1.0, 1.0])
 
@@ -68,21 +56,24 @@ def test_adam_corner_with_masked_decay_equals_optax_adamw():
     mask = lambda p: jax.tree.map(lambda x: x.ndim >= 2, p)  # noqa: E731  (the reference's rule)
     _assert_same_trajectory(
         optzoo.mada(1e-2, b2=0.99, eps=1e-8, weight_decay=0.1, mask=mask, **FROZEN),
-        optax.adamw(1e-2, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, mask=mask))
+        with_standard_promotion(
+            optax.adamw(1e-2, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1, mask=mask)))
 
 
 def test_adam_corner_with_default_v_init_is_adam_up_to_1e_15():
   with jax.enable_x64(True):
     _assert_same_trajectory(optzoo.mada(1e-2, b2=0.99, eps=1e-8, learn=()),
-                            optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8), rtol=1e-6, atol=1e-9)
+                            with_standard_promotion(optax.adam(1e-2, b1=0.9, b2=0.99, eps=1e-8)),
+                            rtol=1e-6, atol=1e-9)
 
 
 def test_yogi_corner_equals_optax_scale_by_yogi_with_zero_init():
   with jax.enable_x64(True):
     _assert_same_trajectory(
         optzoo.mada(1e-2, c=0.0, b2=0.99, eps=1e-8, **FROZEN),
-        optax.chain(optax.scale_by_yogi(b1=0.9, b2=0.99, eps=1e-8, initial_accumulator_value=0.0),
-                    optax.scale(-1e-2)))
+        with_standard_promotion(optax.chain(
+            optax.scale_by_yogi(b1=0.9, b2=0.99, eps=1e-8, initial_accumulator_value=0.0),
+            optax.scale(-1e-2))))
 
 
 @pytest.mark.parametrize("compat,lion_b1", [("paper", 0.95), ("reference", 0.95 * 0.98)])
@@ -358,3 +349,104 @@ def test_hyper_sgd_clips_and_uses_heavy_ball_momentum():
                       np.clip(before - eta * buf, lo, hi), before)
       np.testing.assert_allclose(np.asarray(s[0].coeffs), want, rtol=1e-12, atol=1e-15)
     assert np.all(np.abs(h[[0, 1, 5]]) > clip), "the clip should have been active here"
+
+
+# ----------------------------------------------------------------------------- edge cases
+_OVERFLOW_CONFIGS = {
+    "default": {}, "hyperadam": {"learn": ("b1", "b2")}, "avgrad_corner": {"rho": 0.0},
+    "all_active": {"b3": 0.5, "rho": 0.5, "c": 0.5, "gamma": 0.5}, "yogi_corner": {"c": 0.0},
+    "reference": {"compat": "reference", "b3": 0.3, "rho": 0.3},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_OVERFLOW_CONFIGS))
+def test_float32_gradients_of_1e20_give_finite_updates_like_amsgrad(name):
+  """|g|^2 overflows float32: v and vbar become inf, never NaN (inf - inf, 0 * inf)."""
+  p = {"a": jnp.ones(4), "b": jnp.ones((2, 3))}
+
+  def grads(t):  # huge entries from the second step on (the reference's n_0 = g_1^2 would
+    # overflow at the first), mixed with ordinary ones, in both leaves
+    big = 1e20 if t % 2 else 1.0
+    return {"a": jnp.array([1e20, -1e20, 0.5, -0.3]) * (1.0 + t) if t else jnp.full(4, 0.7),
+            "b": big * jnp.array([[1.0, -1.0, 2.0], [0.5, 3.0, -2.0]])}
+
+  txs = [optzoo.mada(1e-2, **_OVERFLOW_CONFIGS[name])]
+  if name == "default":  # the yardstick: optax.amsgrad stays finite here
+    txs.append(optax.amsgrad(1e-2))
+  for tx in txs:
+    state, params = tx.init(p), p
+    update = jax.jit(tx.update)
+    for t in range(8):
+      u, state = update(grads(t), state, params)
+      params = optax.apply_updates(params, u)
+      assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(u)), (name, t)
+    for leaf in jax.tree.leaves((params, state)):  # inf moments are fine, NaN is not
+      assert not bool(jnp.any(jnp.isnan(leaf))), name
+
+
+def test_empty_pytree_gives_empty_updates():
+  for tx in (optzoo.mada(1e-2), optzoo.mada(1e-2, learn=("b1", "b2")),
+             optzoo.mada(1e-2, b3=0.3, rho=0.5, c=0.5, gamma=0.5, learn=())):
+    state = tx.init({})
+    updates, state = jax.jit(tx.update)({}, state, {})
+    assert updates == {}
+    assert optax.tree.get(state, "coeffs").shape == (6,)
+
+
+def test_complex_and_integer_leaves_are_rejected_at_init_naming_the_leaf():
+  good = jnp.ones(3)
+  with pytest.raises(TypeError, match=r"\['z'\].*complex64.*does not support complex"):
+    optzoo.mada(1e-2).init({"w": good, "z": jnp.ones(2, jnp.complex64)})
+  with pytest.raises(TypeError, match=r"\['n'\].*int32"):
+    optzoo.mada(1e-2).init({"w": good, "n": jnp.ones(2, jnp.int32)})
+  with pytest.raises(TypeError, match="complex"):  # abstract params too
+    jax.eval_shape(optzoo.mada(1e-2).init, {"z": jax.ShapeDtypeStruct((2,), jnp.complex64)})
+
+
+def test_a_gradient_of_another_shape_is_refused_naming_the_leaf():
+  p = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+  tx = optzoo.mada(1e-2)
+  state = tx.init(p)
+  with pytest.raises(ValueError, match=r"\['w'\].*\(3, 2\).*\(2, 3\)"):
+    tx.update({"w": jnp.ones((3, 2)), "b": jnp.ones(3)}, state, None)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"b2": 0.999}, "b2"), ({"b1": 0.995}, "b1"), ({"b3": 0.995}, "b3"),
+    ({"rho": 0.9, "bounds": mada_mod.DEFAULT_BOUNDS[:3] + ((0.0, 0.5),) + mada_mod.DEFAULT_BOUNDS[4:]},
+     "rho"),
+])
+def test_a_learned_coefficient_starting_outside_its_box_is_an_error(kwargs, name):
+  with pytest.raises(ValueError, match=rf"{name}=.*outside its bounds"):
+    optzoo.mada(1e-2, **kwargs)
+  # not learned: it never moves, so no box applies
+  optzoo.mada(1e-2, learn=tuple(k for k in COEFF_NAMES if k != name), **kwargs)
+
+
+def test_one_nan_gradient_poisons_every_leaf_unless_apply_if_finite_skips_the_step():
+  """The coefficients are shared across leaves; optax.apply_if_finite skips the whole step."""
+  p = _params()
+  grad = jax.grad(_loss)
+
+  def run(tx, steps=6, bad_step=2):
+    state, params = tx.init(p), p
+    update = jax.jit(tx.update)
+    for t in range(steps):
+      g = grad(params)
+      if t == bad_step:  # one NaN entry in one leaf
+        g = dict(g, b=g["b"].at[0].set(jnp.nan))
+      u, state = update(g, state, params)
+      params = optax.apply_updates(params, u)
+    return params, state
+
+  tx = optzoo.mada(1e-2)
+  params, state = run(tx)
+  assert all(bool(jnp.all(jnp.isnan(x))) for x in jax.tree.leaves(params))  # every leaf
+  assert bool(jnp.all(jnp.isnan(optax.tree.get(state, "coeffs"))))
+  params, state = run(optax.apply_if_finite(optzoo.mada(1e-2), max_consecutive_errors=3))
+  assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves((params, state)))
+  assert int(state.total_notfinite) == 1
+  # the skipped step left the state untouched: five good steps, as a run without the bad one
+  ref, _ = run(tx, steps=5, bad_step=-1)
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)

@@ -12,6 +12,8 @@ import pytest
 
 from optzoo import metaoptimize, metaoptimize_learning_rates
 
+from helpers import assert_trees_close, run, with_standard_promotion
+
 PARAMS = {
     "a": jnp.linspace(-1.0, 1.0, 5),
     "b": {"kernel": jnp.arange(6.0).reshape(2, 3) / 6.0, "bias": jnp.array([0.5, -0.5, 0.2])},
@@ -23,22 +25,10 @@ def _loss(p):
           + 0.5 * jnp.sum((p["b"]["bias"] + 1.0) ** 2) + jnp.sum(p["a"][:3]) * jnp.sum(p["b"]["bias"]))
 
 
-def _trajectory(tx, steps, params=PARAMS, loss=_loss):
-  """Jitted run; returns the updates and the states after each step."""
-  step = jax.jit(lambda p, s: tx.update(jax.grad(loss)(p), s, p))
-  state = tx.init(params)
-  updates_seq, states = [], [state]
-  for _ in range(steps):
-    updates, state = step(params, state)
-    params = optax.apply_updates(params, updates)
-    updates_seq.append(updates)
-    states.append(state)
-  return updates_seq, states, params
-
-
-def _close(a, b, rtol, atol=0.0):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+def _adam(tx=None):
+  """optax.scale_by_adam() (or tx) exempt from strict promotion: optax's bias correction
+  computes a Python float ** int32 count. MetaOptimize around it stays strict."""
+  return with_standard_promotion(optax.scale_by_adam() if tx is None else tx)
 
 
 LABELS = {"a": "first", "b": {"kernel": "second", "bias": "first"}}
@@ -46,70 +36,70 @@ LABELS = {"a": "first", "b": {"kernel": "second", "bias": "first"}}
 
 # --------------------------------------------------------------------- meta lr 0 = the base
 @pytest.mark.parametrize("base,twin", [
-    (optax.scale_by_adam(), lambda lr: optax.adam(lr)),
+    (_adam(), lambda lr: _adam(optax.adam(lr))),
     (optax.scale_by_lion(), lambda lr: optax.lion(lr, weight_decay=0.0)),
     (optax.identity(), lambda lr: optax.sgd(lr)),
 ])
 def test_meta_lr_zero_equals_the_base_scaled_step_by_step(base, twin):
   lr = 3e-2
-  mo, _, _ = _trajectory(metaoptimize(base, lr, meta_learning_rate=0.0), 15)
-  ref, _, _ = _trajectory(twin(lr), 15)
+  mo = run(metaoptimize(base, lr, meta_learning_rate=0.0), PARAMS, 15, loss=_loss).updates
+  ref = run(twin(lr), PARAMS, 15, loss=_loss).updates
   for u, r in zip(mo, ref):  # exp(log lr) in float32 may differ from lr by one ulp
-    _close(u, r, rtol=1e-6, atol=1e-9)
+    assert_trees_close(u, r, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("granularity", ["per_leaf", "per_weight", LABELS])
 @pytest.mark.parametrize("meta", ["lion", "adam", "rmsprop", "sgd"])
 def test_meta_lr_zero_keeps_every_block_at_the_initial_step(granularity, meta):
   lr = 1e-2
-  mo, states, _ = _trajectory(
-      metaoptimize(optax.scale_by_adam(), lr, meta_learning_rate=0.0, meta=meta,
-                   granularity=granularity), 8)
-  ref, _, _ = _trajectory(optax.adam(lr), 8)
-  for u, r in zip(mo, ref):
-    _close(u, r, rtol=1e-6, atol=1e-9)
-  for x in jax.tree.leaves(metaoptimize_learning_rates(states[-1])):
+  mo = run(metaoptimize(_adam(), lr, meta_learning_rate=0.0, meta=meta, granularity=granularity),
+           PARAMS, 8, loss=_loss)
+  ref = run(_adam(optax.adam(lr)), PARAMS, 8, loss=_loss)
+  for u, r in zip(mo.updates, ref.updates):
+    assert_trees_close(u, r, rtol=1e-6, atol=1e-9)
+  for x in jax.tree.leaves(metaoptimize_learning_rates(mo.states[-1])):
     np.testing.assert_allclose(np.asarray(x), lr, rtol=1e-6)
 
 
 def test_meta_lr_zero_with_weight_decay_equals_adamw():
   mask = {"a": True, "b": {"kernel": True, "bias": False}}
   for kw in ({}, {"mask": mask}):
-    mo, _, p_mo = _trajectory(
-        metaoptimize(optax.scale_by_adam(), 2e-2, meta_learning_rate=0.0, weight_decay=0.3, **kw),
-        20)
-    ref, _, p_ref = _trajectory(optax.adamw(2e-2, weight_decay=0.3, **kw), 20)
-    for u, r in zip(mo, ref):
-      _close(u, r, rtol=1e-6, atol=1e-9)
-    _close(p_mo, p_ref, rtol=1e-6, atol=1e-7)
+    mo = run(metaoptimize(_adam(), 2e-2, meta_learning_rate=0.0, weight_decay=0.3, **kw),
+             PARAMS, 20, loss=_loss)
+    ref = run(_adam(optax.adamw(2e-2, weight_decay=0.3, **kw)), PARAMS, 20, loss=_loss)
+    for u, r in zip(mo.updates, ref.updates):
+      assert_trees_close(u, r, rtol=1e-6, atol=1e-9)
+    assert_trees_close(mo.params[-1], ref.params[-1], rtol=1e-6, atol=1e-7)
 
 
 # --------------------------------------------------------------------- trace and first step
 def test_first_step_does_not_move_the_step_size_and_second_does():
   for meta in ("lion", "adam", "rmsprop", "sgd"):
-    _, states, _ = _trajectory(metaoptimize(optax.scale_by_adam(), 1e-2, meta=meta), 2)
+    states = run(metaoptimize(_adam(), 1e-2, meta=meta), PARAMS, 2, loss=_loss).states
     b0, b1, b2 = (float(s.log_learning_rate) for s in states)
     assert b1 == b0, meta  # h_0 = 0 so z_1 = 0
     assert b2 != b1, meta
 
 
-@pytest.mark.parametrize("base", [optax.scale_by_adam(), optax.scale_by_lion(), optax.identity()])
+@pytest.mark.parametrize("base", [_adam(), optax.scale_by_lion(), optax.identity()])
 def test_trace_is_the_total_displacement_without_decay(base):
   """gamma = 1, no decay: h_t = w_t - w_0 for any base (Hessian-free), while alpha moves."""
   tx = metaoptimize(base, 1e-2, meta_learning_rate=0.05, granularity="per_leaf")
-  _, states, params = _trajectory(tx, 12)
+  out = run(tx, PARAMS, 12, loss=_loss)
+  states, params = out.states, out.params[-1]
   assert float(jnp.max(jnp.abs(states[-1].log_learning_rate["a"] - math.log(1e-2)))) > 0.1
   displacement = jax.tree.map(lambda w, w0: w - w0, params, PARAMS)
-  _close(states[-1].trace, displacement, rtol=1e-5, atol=1e-6)
+  assert_trees_close(states[-1].trace, displacement, rtol=1e-5, atol=1e-6)
 
 
 def test_trace_follows_the_decayed_recursion():
   """h_{t+1} = gamma (1 - kappa alpha_t mask) h_t + dw_t with the alpha used for the step."""
   gamma, kappa = 0.9, 0.2
   mask = {"a": False, "b": {"kernel": True, "bias": True}}
-  tx = metaoptimize(optax.scale_by_adam(), 5e-2, meta_learning_rate=0.05, gamma=gamma,
+  tx = metaoptimize(_adam(), 5e-2, meta_learning_rate=0.05, gamma=gamma,
                     weight_decay=kappa, mask=mask, granularity=LABELS)
-  updates, states, _ = _trajectory(tx, 10)
+  out = run(tx, PARAMS, 10, loss=_loss)
+  updates, states = out.updates, out.states
   flags = jax.tree.map(float, mask)
   labels_tree = LABELS
   for t, dw in enumerate(updates):
@@ -117,7 +107,7 @@ def test_trace_follows_the_decayed_recursion():
     a_tree = jax.tree.map(lambda lab: alpha[lab], labels_tree)
     want = jax.tree.map(lambda h, d, a, m: gamma * (1.0 - kappa * a * m) * h + d,
                         states[t].trace, dw, a_tree, flags)
-    _close(states[t + 1].trace, want, rtol=1e-6, atol=1e-8)
+    assert_trees_close(states[t + 1].trace, want, rtol=1e-6, atol=1e-8)
 
 
 # --------------------------------------------------------------------- step size learning
@@ -136,7 +126,7 @@ def _noisy_quadratic_runs(lr0):
   steps = 5_000
   noise = 0.1 * jax.random.normal(jax.random.PRNGKey(0), (steps, _DIM))
 
-  def run(tx):
+  def final(tx):
     def body(carry, n):
       w, s = carry
       u, s = tx.update(jax.grad(_quad_loss)(w) + n, s, w)
@@ -146,7 +136,7 @@ def _noisy_quadratic_runs(lr0):
     (w, s), _ = jax.lax.scan(body, (w0, tx.init(w0)), noise)
     return _quad_loss(w), jnp.exp(s.log_learning_rate)
 
-  return [run(metaoptimize(optax.scale_by_adam(), lr0, meta_learning_rate=eta, meta=meta))
+  return [final(metaoptimize(_adam(), lr0, meta_learning_rate=eta, meta=meta))
           for eta, meta in ((0.0, "lion"), (1e-3, "lion"), (1e-3, "adam"))]
 
 
@@ -163,8 +153,8 @@ def test_step_size_100x_too_small_rises_and_beats_the_fixed_step():
 def test_divergent_step_size_falls_and_the_run_recovers(meta):
   """SGD on 0.5 w^2 diverges for alpha > 2; from alpha0 = 2.2 the step size must fall below 2."""
   tx = metaoptimize(optax.identity(), 2.2, meta_learning_rate=1e-2, meta=meta)
-  _, states, params = _trajectory(tx, 200, {"w": jnp.array([1.0])},
-                                  lambda p: 0.5 * jnp.sum(p["w"] ** 2))
+  out = run(tx, {"w": jnp.array([1.0])}, 200, loss=lambda p: 0.5 * jnp.sum(p["w"] ** 2))
+  states, params = out.states, out.params[-1]
   rates = [float(metaoptimize_learning_rates(s)) for s in states]
   assert min(rates[:16]) < 2.0, rates[:16]
   assert abs(float(params["w"][0])) < 1e-6
@@ -173,9 +163,8 @@ def test_divergent_step_size_falls_and_the_run_recovers(meta):
 @pytest.mark.parametrize("granularity", ["scalar", "per_leaf", "per_weight", LABELS])
 def test_lion_meta_moves_log_step_size_by_at_most_eta_and_stays_positive(granularity):
   eta = 0.02
-  _, states, _ = _trajectory(
-      metaoptimize(optax.scale_by_adam(), 1e-2, meta_learning_rate=eta, granularity=granularity),
-      30)
+  states = run(metaoptimize(_adam(), 1e-2, meta_learning_rate=eta, granularity=granularity),
+               PARAMS, 30, loss=_loss).states
   moved = 0.0
   for s0, s1 in zip(states[:-1], states[1:]):
     for b0, b1 in zip(jax.tree.leaves(s0.log_learning_rate), jax.tree.leaves(s1.log_learning_rate)):
@@ -192,17 +181,17 @@ def test_lion_meta_moves_log_step_size_by_at_most_eta_and_stays_positive(granula
 @pytest.mark.parametrize("meta", ["lion", "adam", "sgd"])
 def test_log_lr_bounds_are_respected(meta):
   lo, hi = math.log(3e-3), math.log(2e-2)
-  tx = metaoptimize(optax.scale_by_adam(), 1e-2, meta_learning_rate=0.5 if meta != "sgd" else 50.0,
+  tx = metaoptimize(_adam(), 1e-2, meta_learning_rate=0.5 if meta != "sgd" else 50.0,
                     meta=meta, granularity="per_weight", log_lr_bounds=(lo, hi))
-  _, states, _ = _trajectory(tx, 40)
+  states = run(tx, PARAMS, 40, loss=_loss).states
   betas = np.concatenate([np.ravel(np.asarray(b)) for s in states
                           for b in jax.tree.leaves(s.log_learning_rate)])
   assert np.all(betas >= np.float32(lo)) and np.all(betas <= np.float32(hi))
   assert np.any(np.isclose(betas, np.float32(lo))) or np.any(np.isclose(betas, np.float32(hi)))
   # without bounds the same run leaves the interval, so the clip is what held it
-  free = metaoptimize(optax.scale_by_adam(), 1e-2, meta_learning_rate=0.5 if meta != "sgd" else 50.0,
+  free = metaoptimize(_adam(), 1e-2, meta_learning_rate=0.5 if meta != "sgd" else 50.0,
                       meta=meta, granularity="per_weight")
-  _, states_free, _ = _trajectory(free, 40)
+  states_free = run(free, PARAMS, 40, loss=_loss).states
   b_free = np.concatenate([np.ravel(np.asarray(b)) for s in states_free
                            for b in jax.tree.leaves(s.log_learning_rate)])
   assert np.any(b_free < lo) or np.any(b_free > hi)
@@ -288,41 +277,44 @@ def test_sgd_meta_with_diagonal_hessian_is_exactly_idbd():
 def test_granularity_consistency():
   steps = 10
   kw = dict(meta="sgd", meta_learning_rate=5.0)  # SGD meta: blocks move by their own z
-  _, s_scalar, p_scalar = _trajectory(metaoptimize(optax.scale_by_adam(), 1e-2, **kw), steps)
+  scalar = run(metaoptimize(_adam(), 1e-2, **kw), PARAMS, steps, loss=_loss)
   one_label = jax.tree.map(lambda _: 0, PARAMS)
-  _, s_one, p_one = _trajectory(
-      metaoptimize(optax.scale_by_adam(), 1e-2, granularity=one_label, **kw), steps)
-  _close(p_scalar, p_one, rtol=1e-6, atol=1e-7)
+  block = run(metaoptimize(_adam(), 1e-2, granularity=one_label, **kw), PARAMS, steps, loss=_loss)
+  s_scalar, p_scalar, s_one, p_one = (scalar.states, scalar.params[-1], block.states,
+                                      block.params[-1])
+  assert_trees_close(p_scalar, p_one, rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(float(s_one[-1].log_learning_rate["0"]),
                              float(s_scalar[-1].log_learning_rate), rtol=1e-6)
   # a label per leaf = per_leaf
   leaf_labels = {"a": "a", "b": {"kernel": "k", "bias": "c"}}
-  _, s_leaf, p_leaf = _trajectory(
-      metaoptimize(optax.scale_by_adam(), 1e-2, granularity="per_leaf", **kw), steps)
-  _, s_lab, p_lab = _trajectory(
-      metaoptimize(optax.scale_by_adam(), 1e-2, granularity=lambda p: leaf_labels, **kw), steps)
-  _close(p_leaf, p_lab, rtol=1e-6, atol=1e-7)
+  leaf = run(metaoptimize(_adam(), 1e-2, granularity="per_leaf", **kw), PARAMS, steps, loss=_loss)
+  lab = run(metaoptimize(_adam(), 1e-2, granularity=lambda p: leaf_labels, **kw), PARAMS, steps,
+            loss=_loss)
+  s_leaf, p_leaf, s_lab, p_lab = leaf.states, leaf.params[-1], lab.states, lab.params[-1]
+  assert_trees_close(p_leaf, p_lab, rtol=1e-6, atol=1e-7)
   lab_rates = metaoptimize_learning_rates(s_lab[-1])
   leaf_rates = metaoptimize_learning_rates(s_leaf[-1])
-  _close(jax.tree.map(lambda lab: lab_rates[lab], leaf_labels), leaf_rates, rtol=1e-6)
+  assert_trees_close(jax.tree.map(lambda lab: lab_rates[lab], leaf_labels), leaf_rates, rtol=1e-6)
   # the blocks really differ from each other (else the test above proves little)
   assert len({round(float(v), 6) for v in lab_rates.values()}) == 3
   # per_weight on one-element params = scalar
   one = {"x": jnp.array([1.5])}
   loss1 = lambda p: jnp.sum(p["x"] ** 4 - p["x"])  # noqa: E731
-  _, _, p_w = _trajectory(metaoptimize(optax.scale_by_adam(), 1e-2, granularity="per_weight",
-                                       **kw), steps, one, loss1)
-  _, _, p_s = _trajectory(metaoptimize(optax.scale_by_adam(), 1e-2, **kw), steps, one, loss1)
-  _close(p_w, p_s, rtol=1e-6)
+  p_w = run(metaoptimize(_adam(), 1e-2, granularity="per_weight", **kw), one, steps,
+            loss=loss1).params[-1]
+  p_s = run(metaoptimize(_adam(), 1e-2, **kw), one, steps, loss=loss1).params[-1]
+  assert_trees_close(p_w, p_s, rtol=1e-6)
 
 
+@pytest.mark.standard_promotion("optax.MultiSteps divides its accumulator by an int32 count "
+                                 "and optax.scale_by_adam's bias correction takes float ** int32")
 def test_learning_rates_helper_through_wrappers():
   tx = optax.MultiSteps(optax.chain(
       optax.clip_by_global_norm(1.0),
       optax.inject_hyperparams(metaoptimize, static_args=("base", "granularity"))(
           base=optax.scale_by_adam(), initial_learning_rate=1e-2, granularity=LABELS)),
       every_k_schedule=1)
-  _, states, _ = _trajectory(tx, 3)
+  states = run(tx, PARAMS, 3, loss=_loss).states
   rates = metaoptimize_learning_rates(states[-1])
   assert sorted(rates) == ["first", "second"]
   assert all(0 < float(v) < 1 for v in rates.values())
@@ -380,9 +372,9 @@ def test_labels_missing_a_leaf_raise_naming_it():
 
 
 def test_weight_decay_needs_params():
-  tx = metaoptimize(optax.scale_by_adam(), 1e-3, weight_decay=0.1)
+  tx = metaoptimize(_adam(), 1e-3, weight_decay=0.1)
   state = tx.init(PARAMS)
   with pytest.raises(ValueError, match="params"):
     tx.update(PARAMS, state)
-  tx0 = metaoptimize(optax.scale_by_adam(), 1e-3)
+  tx0 = metaoptimize(_adam(), 1e-3)
   tx0.update(PARAMS, tx0.init(PARAMS))  # no decay: params are optional

@@ -76,6 +76,27 @@ def test_markdown_table_has_one_row_per_entry():
   assert [r.split("`")[1] for r in rows] == [f"optzoo.{n}" for n in registry.names()]
 
 
+def test_markdown_table_reports_state_and_update_temporaries():
+  lines = registry.markdown_table().splitlines()
+  assert "| state bytes/param | update temp bytes/param |" in lines[0]
+  rows = {l.split("`")[1]: l.split("|") for l in lines if l.startswith("| `optzoo.")}
+  krylov = rows["optzoo.krylov_cubic_newton"]
+  state, temp = float(krylov[5]), float(krylov[6])
+  # no state, but the update holds the m x d Krylov basis (m = 10, float32: 40 B/param) and more
+  assert state == 0.0 and temp >= 40.0
+  assert float(rows["optzoo.lion"][6]) < 1.0
+
+
+def test_temp_bytes_per_param():
+  params = {"w": jax.ShapeDtypeStruct((300, 200), "float32"), "b": jax.ShapeDtypeStruct((200,), "float32")}
+  cpu = jax.devices("cpu")[0]
+  krylov = optzoo.temp_bytes_per_param(optzoo.krylov_cubic_newton(subspace_dim=4), params,
+                                       ("obj_fn",), device=cpu)
+  assert krylov >= 4 * 4.0  # the (4, d) float32 basis at least
+  assert optzoo.temp_bytes_per_param(optax.sgd(0.1), params, device=cpu) < 1.0
+  with pytest.raises(ValueError, match="noise_grads"):
+    optzoo.temp_bytes_per_param(optax.sgd(0.1), params, ("noise_grads",))
+
 def test_full_batch_only_is_declared_where_a_minibatch_breaks_the_method():
   assert registry.get("krylov_cubic_newton").full_batch_only
   assert not any(e.full_batch_only for e in ENTRIES if e.name != "krylov_cubic_newton")

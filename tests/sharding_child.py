@@ -2,6 +2,10 @@
 
 Run with ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` so that JAX sees 8 CPU devices;
 prints one line ``OPTZOO-RESULT {name: 'ok' | 'skipped: ...' | 'FAILED: ...'}``.
+
+A process of its own, outside pytest, so without tests/conftest.py's strict promotion: it runs
+under JAX's standard promotion, which the entries built on optax's Adam (lanton, metaoptimize,
+noise_adaptive_layerwise: optax's bias correction computes float ** int32) need anyway.
 """
 
 import json

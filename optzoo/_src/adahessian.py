@@ -23,6 +23,17 @@ Practical notes:
 * Scale: with ``hessian_power=1`` and ``eps=0`` the trajectory does not change when the loss
   is multiplied by a positive constant; eps is in curvature units, so it matters for losses
   with tiny curvature.
+* Zero curvature: where the second moment ``v`` is exactly 0 (every estimate of that
+  coordinate so far was 0) the step is 0, not ``m_hat / eps``. That happens for a coordinate
+  the loss is linear in, and when a probe cancels: with a Hessian of equal-magnitude entries (a
+  loss of ``sum(params)``, rank one) ``(H z)_i = 0`` for 3 probes in 8 on a 4-parameter
+  problem, where ``m_hat / eps`` would be a step of ``1e4 * lr`` times the gradient. Such a
+  coordinate moves from the first refresh whose estimate is nonzero (its momentum kept
+  meanwhile). With ``hessian_power=0`` the curvature is ignored, and so is this rule.
+* Inputs: real floating-point leaves; integer and complex leaves are a ``TypeError`` at
+  ``init`` naming the leaf (keep integer leaves out with ``optax.partition`` and pass
+  ``obj_fn=optzoo.frozen_objective(loss_fn, params)``). A gradient whose shape differs from
+  the state's is a ``ValueError`` naming the leaf; an empty pytree gives an empty update.
 """
 
 from __future__ import annotations
@@ -36,7 +47,8 @@ import numpy as np
 import optax
 
 from optzoo import curvature
-from optzoo._src import alias, checks
+from optzoo import layouts as _layouts
+from optzoo._src import alias, checks, masking
 
 AveragingMode = Literal["official", "none", "fan_in"]
 AVERAGING_MODES = get_args(AveragingMode)
@@ -78,11 +90,6 @@ def _as_raw_key(key: Any) -> jax.Array:
   return arr
 
 
-def _window_axes(ndim: int) -> tuple[int, ...]:
-  """Axes of a Flax/Haiku conv kernel's window: all but the last two (in, out)."""
-  return tuple(range(ndim - 2)) if ndim >= 3 else ()
-
-
 def block_mean(x: jax.Array, block_size: int, axis: int = 0) -> jax.Array:
   """Mean over contiguous blocks of ``block_size`` along ``axis``, broadcast back to ``x.shape``.
 
@@ -110,6 +117,7 @@ def average_curvature(
     d: jax.Array,
     averaging: AveragingMode | int | Callable[[Any, jax.Array], jax.Array],
     path: Any = (),
+    layout: _layouts.LeafLayout | None = None,
 ) -> jax.Array:
   """Spatial averaging of one leaf's ``|H z|`` (AdaHessian), broadcast to the leaf's shape.
 
@@ -117,31 +125,66 @@ def average_curvature(
     d: one leaf of ``|H z|``.
     averaging: one of the modes below (no default here; AdaHessian's default is
       ``"official"``).
-    path: the leaf's key path, passed to a callable ``averaging``. Default ``()``.
+    path: the leaf's key path, passed to a callable ``averaging`` and read by the default
+      layout rule. Default ``()``.
+    layout: how the leaf is viewed (:class:`optzoo.layouts.LeafLayout`). Default None:
+      :func:`optzoo.layouts.default_layout` of ``path`` and ``d.shape``, which raises
+      :class:`optzoo.layouts.AmbiguousLayoutError` naming the leaf for a leaf of three or more
+      axes that no rule identifies (``"none"`` and a callable need no layout).
 
-  ``averaging``:
-    * ``"official"`` (AdaHessian's default): no averaging for ``ndim <= 2`` (biases, dense kernels,
-      embeddings); a conv kernel ``(*window, in, out)`` (Flax/Haiku layout) is averaged over
-      its window axes, e.g. ``(kh, kw)`` for a 2-D conv. This is the authors' CIFAR code.
+  ``averaging`` (no mode ever averages across a stack's layer axes, ``layout.batch_axes``):
+    * ``"official"`` (AdaHessian's default): only a convolution kernel is averaged, over its
+      window axes (``layout.window_axes``, e.g. ``(kh, kw)`` of a Flax/Haiku
+      ``(kh, kw, in, out)`` kernel); dense kernels, attention kernels, embeddings, biases and
+      stacks of dense layers are not. This is the authors' CIFAR code.
     * ``"none"``: no averaging.
-    * ``"fan_in"``: as official, and a 2-D dense kernel ``(in, out)`` is averaged over axis 0
-      (its fan-in, one value per output unit).
-    * an int ``b``: as official, and a 2-D kernel is averaged over contiguous blocks of ``b``
-      along axis 0 (fairseq's IWSLT setting is ``b = 32``); the length must divide.
+    * ``"fan_in"``: as official, and every other matrix leaf (dense, attention, embedding,
+      per layer of a stack) is averaged over its reduction (fan-in) axes: one value per
+      output unit.
+    * an int ``b``: as official, and a matrix leaf with one reduction axis and no window
+      (a dense kernel, an attention query/key/value kernel, an embedding, a stacked dense
+      kernel) is averaged over contiguous blocks of ``b`` along that axis (fairseq's IWSLT
+      setting is ``b = 32``); the length must divide.
     * a callable ``(path, leaf) -> averaged leaf`` for anything else (per-leaf overrides).
+
+  >>> import jax.numpy as jnp
+  >>> from optzoo import layouts
+  >>> d = jnp.arange(8.0).reshape(2, 2, 1, 2)                  # a 2x2 conv, 1 in, 2 out
+  >>> average_curvature(d, "official", layout=layouts.conv(4))[..., 0].ravel().tolist()
+  [3.0, 3.0, 3.0, 3.0]
+  >>> stack = jnp.arange(8.0).reshape(2, 2, 2)                 # 2 stacked (2, 2) dense kernels
+  >>> bool((average_curvature(stack, "official", layout=layouts.dense().shifted(1)) == stack).all())
+  True
   """
   if callable(averaging):
     return averaging(path, d)
   if averaging == "none" or d.ndim == 0:
     return d
-  if d.ndim == 2 and averaging == "fan_in":
-    return jnp.broadcast_to(jnp.mean(d, axis=0, keepdims=True), d.shape)
-  if d.ndim == 2 and isinstance(averaging, (int, np.integer)):
-    return block_mean(d, int(averaging), axis=0)
-  axes = _window_axes(d.ndim)
+  lay = layout if layout is not None else _layouts.default_layout(_layouts.path_names(path),
+                                                                  d.shape)
+  axes = lay.window_axes
+  if not axes and lay.kind != "vector":
+    if averaging == "fan_in":
+      axes = lay.reduction_axes
+    elif isinstance(averaging, (int, np.integer)) and len(lay.reduction_axes) == 1:
+      return block_mean(d, int(averaging), axis=lay.reduction_axes[0])
   if not axes:
     return d
   return jnp.broadcast_to(jnp.mean(d, axis=axes, keepdims=True), d.shape)
+
+
+def _leaf_layouts(tree, averaging, layouts, stack_axes) -> list[_layouts.LeafLayout | None]:
+  """One layout per leaf of ``tree`` for the averaging (None where no layout is needed)."""
+  leaves = jax.tree.leaves(tree)
+  if callable(averaging) or averaging == "none":
+    return [None] * len(leaves)
+  try:
+    return _layouts.infer(tree, layouts, stack_axes)
+  except _layouts.AmbiguousLayoutError as e:
+    raise _layouts.AmbiguousLayoutError(
+        f"scale_by_adahessian: {e} AdaHessian takes layouts= and stack_axes= (passed to "
+        "optzoo.layouts.infer) to say which axes are a convolution's window; "
+        "averaging='none' averages nothing.") from None
 
 
 def _check_averaging(averaging: Any) -> None:
@@ -171,16 +214,17 @@ class _Config(NamedTuple):
   averaging: Any
   n_samples: int
   linearize: bool
+  layouts: Any
+  stack_axes: Any
 
 
-def _init_state(params, *, averaging, update_every, mu_dtype, nu_dtype, raw_key):
-  for path, p in jax.tree_util.tree_leaves_with_path(params):
-    if not jnp.issubdtype(p.dtype, jnp.floating):
-      raise TypeError(
-          f"scale_by_adahessian: param {jax.tree_util.keystr(path)} has dtype {p.dtype}; "
-          "Hutchinson probes need float leaves (mask integer leaves out with optax.masked).")
-    if isinstance(averaging, (int, np.integer)) and len(p.shape) == 2:
-      jax.eval_shape(lambda x: block_mean(x, int(averaging)), p)  # raises if it does not divide
+def _init_state(params, *, averaging, layouts, stack_axes, update_every, mu_dtype, nu_dtype,
+                raw_key):
+  curvature._check_real_float_leaves("scale_by_adahessian", params)
+  lays = _leaf_layouts(params, averaging, layouts, stack_axes)  # raises for ambiguous leaves
+  if isinstance(averaging, (int, np.integer)):
+    for p, lay in zip(jax.tree.leaves(params), lays):  # raises if the block does not divide
+      jax.eval_shape(lambda x, lay=lay: average_curvature(x, averaging, layout=lay), p)
 
   def nu_dtype_for(p):
     return nu_dtype if nu_dtype is not None else _default_nu_dtype(p.dtype)
@@ -210,22 +254,25 @@ def _curvature_matvec(cfg, params, obj_fn, hvp_fn, hessian_diag):
   return lambda z: curvature.hvp(obj_fn, params, z)
 
 
-def _refresh(key, *, cfg, nu, like, matvec, hessian_diag):
+def _refresh(key, *, cfg, nu, like, matvec, hessian_diag, lays):
   """(new key, averaged |diag H| estimate D in nu's dtypes)."""
   key, sub = jax.random.split(key)
   if hessian_diag is not None:
     est = hessian_diag
   else:
     est = curvature.hutchinson_estimate(matvec, like, sub, cfg.n_samples)
-  d = jax.tree_util.tree_map_with_path(
-      lambda path, e, v: average_curvature(jnp.abs(e).astype(v.dtype), cfg.averaging, path),
-      est, nu)
-  return key, d
+  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(est)[0]]
+  treedef = jax.tree.structure(est)
+  d = [average_curvature(jnp.abs(e).astype(v.dtype), cfg.averaging, path, lay)
+       for path, e, v, lay in zip(paths, jax.tree.leaves(est), treedef.flatten_up_to(nu), lays)]
+  return key, jax.tree.unflatten(treedef, d)
 
 
 def _direction(g, m, v, *, cfg, count, power_is_one):
   """One leaf of ``m_hat / (v_hat^(k/2) + eps)`` in at least float32, cast to ``g``'s dtype."""
-  ct = jnp.promote_types(v.dtype, jnp.float32)
+  ct = v.dtype  # at least float32: promote_types(., float32) spelled out
+  if not (jnp.issubdtype(ct, jnp.inexact) and ct.itemsize >= 4):
+    ct = jnp.dtype(jnp.float32)
   t = count.astype(ct)
   bc1 = 1.0 - jnp.asarray(cfg.b1, ct) ** t
   bc2 = 1.0 - jnp.asarray(cfg.b2, ct) ** t
@@ -234,20 +281,30 @@ def _direction(g, m, v, *, cfg, count, power_is_one):
   # (the default) needs no per-element pow at all; a traced k picks at run time.
   if power_is_one:
     denom = rms + jnp.asarray(cfg.eps, ct)
+    no_curvature = v == 0
   else:
     k = jnp.asarray(cfg.hessian_power, ct)
     denom = jnp.where(k == 1.0, rms, rms**k) + jnp.asarray(cfg.eps, ct)
+    no_curvature = (v == 0) & (k > 0)  # k = 0 ignores the curvature
+  # Zero curvature seen so far (v == 0): a zero step, not m / eps (see scale_by_adahessian);
+  # an infinite denominator keeps a NaN momentum NaN.
+  denom = jnp.where(no_curvature, jnp.asarray(jnp.inf, ct), denom)
   return ((m.astype(ct) / bc1) / denom).astype(g.dtype)
 
 
 def _update(cfg, updates, state, params, obj_fn, hvp_fn, hessian_diag):
+  who = "scale_by_adahessian"
   checks.check_same_structure(updates, params)
+  checks.check_leaf_shapes(who, updates, state.nu)
   if hessian_diag is None and hvp_fn is None:
-    checks.require_obj_fn("scale_by_adahessian", obj_fn, params)
+    checks.require_obj_fn(who, obj_fn, params)
+    masking.check_objective(who, obj_fn, params)
+  like = params if params is not None else updates
+  lays = _leaf_layouts(like, cfg.averaging, cfg.layouts, cfg.stack_axes)
   matvec = _curvature_matvec(cfg, params, obj_fn, hvp_fn, hessian_diag)
   refresh = functools.partial(
-      _refresh, cfg=cfg, nu=state.nu, like=params if params is not None else updates,
-      matvec=matvec, hessian_diag=hessian_diag)
+      _refresh, cfg=cfg, nu=state.nu, like=like, matvec=matvec, hessian_diag=hessian_diag,
+      lays=lays)
   if cfg.update_every == 1:
     key, d = refresh(state.key)
     cache = None
@@ -281,6 +338,8 @@ def scale_by_adahessian(
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
     linearize: bool = True,
+    layouts: Any = None,
+    stack_axes: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaHessian's learning-rate-free direction: momentum over a Hessian-diagonal RMS.
 
@@ -299,13 +358,22 @@ def scale_by_adahessian(
   enters :math:`v` and no HVP is computed (``lax.cond``). eps is outside the power, as in the
   authors' code (the paper's algorithm has no eps).
 
+  Averaging reads :mod:`optzoo.layouts` (only conv windows by default, never a stack's layer
+  axes); a leaf no layout rule identifies is an :class:`optzoo.layouts.AmbiguousLayoutError`
+  naming it, at ``init`` (pass ``layouts=`` or ``stack_axes=``).
+
+  Where :math:`v_t = 0` (no nonzero curvature estimate yet) the step is 0, not
+  :math:`\hat m_t/\epsilon`; inputs are real float leaves (see the notes above).
+
   ``update(updates, state, params, *, obj_fn=None, hvp_fn=None, hessian_diag=None)``: one of
   ``obj_fn`` (params -> scalar loss, the same minibatch loss as the gradients; the HVP is
   ``jax.jvp(jax.grad(obj_fn), (params,), (z,))``), ``hvp_fn`` (z -> H z at params) or
   ``hessian_diag`` (a precomputed ``z * H z``, e.g. from
   :func:`optzoo.curvature.value_grad_and_hutchinson` with your own key) is required; with
   none of them, or ``obj_fn`` without ``params``, ``update`` raises a ``ValueError`` that shows
-  how to pass ``obj_fn``. Other keywords are ignored.
+  how to pass ``obj_fn``. Inside ``optax.masked`` / ``optax.partition`` pass
+  ``obj_fn=optzoo.frozen_objective(loss_fn, params)`` (a plain ``obj_fn`` would see
+  ``optax.MaskedNode`` leaves: a ``ValueError`` says so). Other keywords are ignored.
 
   Args:
     b1: EMA rate of the gradients, in [0, 1). Default 0.9 (paper).
@@ -334,6 +402,11 @@ def scale_by_adahessian(
       forward-over-reverse pass inside the cond: use it when the gradient is computed outside
       the jitted function that calls ``update`` (nothing to merge with, so True would pay a
       gradient on every skipped step). Both give identical results.
+    layouts: leaf layouts for the averaging, passed to :func:`optzoo.layouts.infer` (a pytree
+      of :class:`optzoo.layouts.LeafLayout`, or a callable such as
+      ``optzoo.layouts.from_nnx(model)``). Default None: the default rules.
+    stack_axes: leading stack axes for :func:`optzoo.layouts.infer`, an int or a pytree of ints
+      (e.g. ``{"blocks": 1}`` for an ``nnx.scan`` stack). Default None: none.
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; updates have the gradients' dtype.
@@ -362,11 +435,13 @@ def scale_by_adahessian(
   raw_key = _as_raw_key(key)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
   nu_dtype = None if nu_dtype is None else jnp.dtype(nu_dtype)
-  cfg = _Config(b1, b2, eps, hessian_power, update_every, averaging, n_samples, linearize)
+  cfg = _Config(b1, b2, eps, hessian_power, update_every, averaging, n_samples, linearize,
+                layouts, stack_axes)
 
   def init_fn(params):
-    return _init_state(params, averaging=averaging, update_every=update_every,
-                       mu_dtype=mu_dtype, nu_dtype=nu_dtype, raw_key=raw_key)
+    return _init_state(params, averaging=averaging, layouts=layouts, stack_axes=stack_axes,
+                       update_every=update_every, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
+                       raw_key=raw_key)
 
   def update_fn(updates, state, params=None, *, obj_fn=None, hvp_fn=None, hessian_diag=None,
                 **extra_args):
@@ -376,6 +451,8 @@ def scale_by_adahessian(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@alias.static_args("update_every", "averaging", "key", "mask", "n_samples", "mu_dtype",
+                   "nu_dtype", "linearize", "layouts", "stack_axes")
 def adahessian(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
@@ -392,6 +469,8 @@ def adahessian(
     mu_dtype: Any | None = None,
     nu_dtype: Any | None = None,
     linearize: bool = True,
+    layouts: Any = None,
+    stack_axes: Any = None,
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaHessian with decoupled weight decay; ``update`` needs ``obj_fn=`` (params -> loss).
 
@@ -416,7 +495,8 @@ def adahessian(
     hessian_power: k in [0, 1]. Default 1.0 (paper).
     update_every: Hessian refresh period (static int >= 1). Default 1 (paper refreshes every
       step).
-    averaging: spatial averaging of ``|H z|``: ``"official"`` (default; conv windows only),
+    averaging: spatial averaging of ``|H z|``: ``"official"`` (default; conv windows only, read
+      from :mod:`optzoo.layouts`),
       ``"none"``, ``"fan_in"``, an int block size or a callable; see
       :func:`optzoo.average_curvature`.
     key: probe seed (int or raw PRNG key). Default 0.
@@ -428,6 +508,10 @@ def adahessian(
       params'.
     linearize: primal pass of the HVP outside the refresh cond. Default True; see
       :func:`scale_by_adahessian`.
+    layouts: leaf layouts for the averaging (:func:`optzoo.layouts.infer`), e.g.
+      ``optzoo.layouts.from_nnx(model)``. Default None: the default rules.
+    stack_axes: leading stack axes for :func:`optzoo.layouts.infer`, e.g. ``{"blocks": 1}``.
+      Default None.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, optzoo
@@ -447,5 +531,5 @@ def adahessian(
       scale_by_adahessian(b1=b1, b2=b2, eps=eps, hessian_power=hessian_power,
                           update_every=update_every, averaging=averaging, key=key,
                           n_samples=n_samples, mu_dtype=mu_dtype, nu_dtype=nu_dtype,
-                          linearize=linearize),
+                          linearize=linearize, layouts=layouts, stack_axes=stack_axes),
       learning_rate, weight_decay, mask)

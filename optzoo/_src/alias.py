@@ -3,7 +3,7 @@
 ``decoupled_alias(core, learning_rate, weight_decay, mask)`` validates the two scalars and
 returns ``optax.chain(core, optax.add_decayed_weights(weight_decay, mask),
 optax.scale_by_learning_rate(learning_rate))``: updates ``-lr_t (u_t + wd_t theta)``, with
-schedules for both evaluated at the step count before the update (DESIGN.md, Conventions).
+schedules for both evaluated at the step count before the update (optax's convention).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def inject_hyperparams(factory, static_args: Sequence[str] = (), hyperparam_dtyp
   >>> import jax.numpy as jnp, optzoo
   >>> tx = optzoo.inject_hyperparams(optzoo.microadam)(learning_rate=1e-3)
   >>> state = tx.init({"w": jnp.zeros(4)})
-  >>> float(state.hyperparams["learning_rate"])
+  >>> round(float(state.hyperparams["learning_rate"]), 6)
   0.001
   """
   names = tuple(getattr(factory, "static_args", ())) + tuple(static_args)

@@ -1,7 +1,11 @@
 """AVGrad: AMSGrad with the running max of the second moment replaced by a running average.
 
-Introduced in the MADA paper (Ozkara et al., arXiv 2401.08893) as the corner of the MADA
-family that is smooth in its coefficients (``rho = 0``); see ``optzoo.mada``.
+Introduced in the MADA paper as the corner of the MADA family that is smooth in its coefficients
+(``rho = 0``); see :func:`optzoo.mada`.
+
+References:
+  Ozkara et al., `MADA: Meta-Adaptive Optimizers through hyper-gradient Descent
+  <https://arxiv.org/abs/2401.08893>`_, 2024
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 
-from optzoo._src import alias, checks
+from optzoo._src import alias, checks, trees
 
 
 class ScaleByAvgradState(NamedTuple):
@@ -23,14 +27,26 @@ class ScaleByAvgradState(NamedTuple):
     count: int32 step counter ``t`` (``optax.safe_increment``); it drives the bias
       corrections and the ``1/t`` of the running mean.
     mu: first moment ``m_t`` (dtype ``mu_dtype``).
-    nu: raw second moment ``v_t`` (EMA of ``g^2``, no bias correction).
-    nu_avg: ``vbar_t``, the uniform running mean of ``v_1 .. v_t``.
+    nu: raw second moment ``v_t`` (EMA of ``|g|^2``, no bias correction; real for complex
+      params).
+    nu_avg: ``vbar_t``, the uniform running mean of ``v_1 .. v_t`` (real).
   """
 
   count: jax.Array
   mu: optax.Updates
   nu: optax.Updates
   nu_avg: optax.Updates
+
+
+def _cast_wider(x, other):
+  """x cast to what standard promotion makes of two float dtypes, spelled out: the common
+  dtype if they agree, else float64 if either is, else float32."""
+  if x.dtype == other.dtype:
+    return x
+  wide = any(d in (x.dtype, other.dtype) for d in (jnp.float64, jnp.complex128))
+  if jnp.iscomplexobj(x) or jnp.iscomplexobj(other):  # complex params: keep the phase
+    return x.astype(jnp.complex128 if wide else jnp.complex64)
+  return x.astype(jnp.float64 if wide else jnp.float32)
 
 
 def scale_by_avgrad(
@@ -43,14 +59,20 @@ def scale_by_avgrad(
   r"""AVGrad's learning-rate-free direction.
 
   .. math::
-    m_t = b_1 m_{t-1} + (1-b_1) g_t,\qquad v_t = b_2 v_{t-1} + (1-b_2) g_t^2,\qquad
+    m_t = b_1 m_{t-1} + (1-b_1) g_t,\qquad v_t = b_2 v_{t-1} + (1-b_2) |g_t|^2,\qquad
     \bar v_t = \bar v_{t-1} + (v_t - \bar v_{t-1}) / t,
 
     u_t = \frac{m_t / (1-b_1^t)}{\sqrt{\bar v_t / (1-b_2^t) + \epsilon_{root}} + \epsilon}
 
   ``vbar_t`` is the mean of the *raw* ``v_1 .. v_t`` and one bias correction divides the
-  mean (the MADA reference code; spec mada.md section 4 and pitfall P4). AMSGrad takes a
-  running max where AVGrad takes the mean, so AVGrad's denominator is never larger.
+  mean, as in the MADA authors' code. AMSGrad takes a running max where AVGrad takes the mean,
+  so AVGrad's denominator is never larger.
+
+  Complex parameters work as in ``optax.adam``: ``v`` accumulates ``|g|^2`` (real), and the
+  update has the gradient's complex dtype (descend along ``jnp.conj(jax.grad(loss)(params))``
+  for a real loss of complex params, as with optax). Once ``v_t`` overflows to ``inf`` (float32
+  gradients above ~1e19) the running mean stays ``inf`` and the update is 0, as
+  ``optax.amsgrad``'s, never NaN. Integer leaves are rejected at ``init``.
 
   Args:
     b1: first-moment EMA rate, in [0, 1). Default 0.9 (the paper's).
@@ -72,8 +94,9 @@ def scale_by_avgrad(
     >>> [round(x, 6) for x in updates["w"].tolist()]
     [-0.001, 0.001]
 
-  Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
-  arXiv 2401.08893 (ICML 2024).
+  References:
+    Ozkara et al., `MADA: Meta-Adaptive Optimizers through hyper-gradient Descent
+    <https://arxiv.org/abs/2401.08893>`_, 2024
   """
   checks.check_beta("b1", b1)
   checks.check_beta("b2", b2)
@@ -82,38 +105,50 @@ def scale_by_avgrad(
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 
   def init_fn(params):
+    checks.check_float_leaves("avgrad", params)
+    real = jax.tree.map(lambda p: jnp.zeros_like(p, dtype=jnp.finfo(p.dtype).dtype), params)
     return ScaleByAvgradState(
         count=jnp.zeros([], jnp.int32),
         mu=optax.tree.zeros_like(params, dtype=mu_dtype),
-        nu=optax.tree.zeros_like(params),
-        nu_avg=optax.tree.zeros_like(params),
+        nu=real,
+        nu_avg=jax.tree.map(jnp.copy, real),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     checks.check_same_structure(updates, params)
+    checks.check_leaf_shapes("avgrad", updates, state.nu)
     count = optax.safe_increment(state.count)
-    bc1 = 1.0 - b1**count  # float ** int32: float64 under x64, float32 otherwise
-    bc2 = 1.0 - b2**count
-    inv_t = 1.0 / count
+    # float ** int32 (lax.pow, as b1**count does): float64 under x64, float32 otherwise
+    bc1 = 1.0 - jax.lax.pow(jnp.asarray(b1), count)
+    bc2 = 1.0 - jax.lax.pow(jnp.asarray(b2), count)
+    inv_t = 1.0 / count.astype(jnp.result_type(float))
 
     def leaf(g, m, v, vb):
       # One fused per-leaf pass: moments, running mean and the direction.
       m_new = b1 * m + (1.0 - b1) * g
-      v_new = b2 * v + (1.0 - b2) * (g * g)
-      vb_new = vb + (v_new - vb) * inv_t
-      u = (m_new / bc1) / (jnp.sqrt(vb_new / bc2 + eps_root) + eps)
+      v_new = b2 * v + (1.0 - b2) * jnp.real(g * jnp.conj(g))  # g * g for real g
+      dv = v_new - vb
+      # an overflowed v_t = inf keeps vbar = inf (inf - inf would be NaN)
+      vb_new = jnp.where(jnp.isinf(vb), vb, vb + dv * inv_t.astype(dv.dtype))
+      # the direction in the promoted dtype of the moments and the bias corrections
+      m_hat = _cast_wider(m_new, bc1) / _cast_wider(bc1, m_new)
+      v_hat = _cast_wider(vb_new, bc2) / _cast_wider(bc2, vb_new)
+      denom = jnp.sqrt(v_hat + eps_root) + eps
+      u = _cast_wider(m_hat, denom) / _cast_wider(denom, m_hat)
       return (u.astype(g.dtype), m_new.astype(m.dtype), v_new.astype(v.dtype),
               vb_new.astype(vb.dtype))
 
-    out = jax.tree.map(leaf, updates, state.mu, state.nu, state.nu_avg)
     treedef = jax.tree.structure(updates)
-    u, m, v, vb = (jax.tree.unflatten(treedef, xs) for xs in zip(*treedef.flatten_up_to(out)))
+    out = [leaf(*xs) for xs in zip(*(treedef.flatten_up_to(t) for t in
+                                    (updates, state.mu, state.nu, state.nu_avg)))]
+    u, m, v, vb = trees.unzip(treedef, out, 4)
     return u, ScaleByAvgradState(count=count, mu=m, nu=v, nu_avg=vb)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@alias.static_args("mu_dtype", "mask")
 def avgrad(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
@@ -152,8 +187,9 @@ def avgrad(
     >>> updates, state = tx.update(grads, state, params)
     >>> params = optax.apply_updates(params, updates)
 
-  Reference: Ozkara et al., MADA: Meta-Adaptive Optimizers through hyper-gradient Descent,
-  arXiv 2401.08893 (ICML 2024).
+  References:
+    Ozkara et al., `MADA: Meta-Adaptive Optimizers through hyper-gradient Descent
+    <https://arxiv.org/abs/2401.08893>`_, 2024
   """
   return alias.decoupled_alias(
       scale_by_avgrad(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),

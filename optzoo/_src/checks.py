@@ -116,3 +116,31 @@ def require_obj_fn(who: str, obj_fn: Any, params: Any) -> None:
     raise ValueError(
         f"{who}.update needs {missing}: call tx.update(grads, state, params, obj_fn=loss_fn), "
         "where loss_fn(params) is the scalar loss of the same batch as grads.")
+
+
+def check_float_leaves(who: str, params: Any, *, allow_complex: bool = True) -> None:
+  """A ``TypeError`` naming the first leaf of ``params`` that is not floating point (or complex,
+  when ``allow_complex``), with the remedy: keep such leaves out of the optimizer."""
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
+    ok = np.issubdtype(dtype, np.floating) or (allow_complex and np.issubdtype(dtype, np.complexfloating))
+    ok |= jax.dtypes.issubdtype(dtype, jax.numpy.floating)  # bfloat16 and other ml_dtypes floats
+    if not ok:
+      kinds = "floating-point or complex" if allow_complex else "floating-point"
+      raise TypeError(
+          f"{who}: the leaf {jax.tree_util.keystr(path)} has dtype {dtype}; it needs "
+          f"{kinds} leaves. Keep such leaves out of the optimizer, e.g. with "
+          "optax.partition({'opt': tx, 'none': optax.set_to_zero()}, labels).")
+
+
+def check_leaf_shapes(who: str, updates: Any, reference: Any) -> None:
+  """A ``ValueError`` naming the first leaf whose gradient shape differs from the shape the
+  state was built for (``reference``: a params-shaped tree of the state). Trace time only."""
+  check_same_structure(updates, reference)
+  for (path, u), r in zip(jax.tree_util.tree_flatten_with_path(updates)[0],
+                          jax.tree.leaves(reference)):
+    if tuple(np.shape(u)) != tuple(np.shape(r)):
+      raise ValueError(
+          f"{who}: the gradient of leaf {jax.tree_util.keystr(path)} has shape {np.shape(u)}, "
+          f"but the state was initialized for shape {np.shape(r)}. Pass gradients of exactly "
+          "the params given to init.")

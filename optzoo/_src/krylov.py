@@ -26,7 +26,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from optzoo import curvature
-from optzoo._src import checks, trees
+from optzoo._src import alias, checks, masking, trees
 
 __all__ = [
     "KrylovInfo",
@@ -70,7 +70,9 @@ def _compute_dtype(params) -> Any:
   leaves = jax.tree.leaves(params)
   if not leaves:
     return jnp.float32
-  return jnp.promote_types(jnp.result_type(*[jnp.dtype(l.dtype) for l in leaves]), jnp.float32)
+  # the widest leaf dtype, at least float32
+  return jnp.dtype(jnp.float64 if any(jnp.dtype(l.dtype) == jnp.float64 for l in leaves)
+                   else jnp.float32)
 
 
 def _next_state(state, *, subspace_dim, dtype, M, lam, model, value, grad_norm, num_backtracks,
@@ -142,6 +144,50 @@ def _make_step(subspace_dim, *, shrink, grow, max_backtracks, min_M, max_M, reor
   return step
 
 
+class _Objective:
+  """An objective traced to a jaxpr, without its constants: the static argument of the eager
+  step's ``jax.jit``. Two objectives with the same program (the same loss closed over another
+  batch of the same shapes and dtypes) compare equal, so they share one compiled step and
+  their constants (the batch) are passed as arguments.
+
+  The program is compared by its printed form plus the constants' types; Python numbers the
+  objective captures are literals of the program (another value, another program). Custom
+  derivative rules print by name, so two rules of the same name and primal are taken as one.
+  """
+
+  __slots__ = ("jaxpr", "key")
+
+  def __init__(self, jaxpr, key):
+    self.jaxpr, self.key = jaxpr, key
+
+  def __hash__(self):
+    return hash(self.key)
+
+  def __eq__(self, other):
+    return isinstance(other, _Objective) and self.key == other.key
+
+  def bind(self, consts):
+    """``params -> loss``: the program evaluated with these constants."""
+
+    def obj_fn(params):
+      return jax.core.eval_jaxpr(self.jaxpr, consts, *jax.tree.leaves(params))[0]
+
+    return obj_fn
+
+
+def _trace_objective(obj_fn, params) -> tuple[_Objective, list[Any]]:
+  """``(program, constants)`` of ``obj_fn`` at ``params``' shapes (one trace, no compile)."""
+  leaves, treedef = jax.tree.flatten(params)
+  closed = jax.make_jaxpr(lambda *xs: obj_fn(jax.tree.unflatten(treedef, xs)))(*leaves)
+  consts = list(closed.consts)
+  key = (str(closed.jaxpr), treedef, tuple(jax.typeof(c) for c in consts))
+  return _Objective(closed.jaxpr, key), consts
+
+
+def _is_traced(*trees_) -> bool:
+  return any(isinstance(x, jax.core.Tracer) for t in trees_ for x in jax.tree.leaves(t))
+
+
 def _check_args(*, subspace_dim, init_M, shrink, grow, max_backtracks, min_M, max_M, reortho,
                 secular_iters, adaptive, breakdown_tol) -> dict[str, Any]:
   """Validates the arguments; returns the step's settings (static ints as Python ints)."""
@@ -167,6 +213,7 @@ def _check_args(*, subspace_dim, init_M, shrink, grow, max_backtracks, min_M, ma
 
 
 def _init_state(params, init_M) -> ScaleByKrylovCubicNewtonState:
+  curvature._check_real_float_leaves("krylov_cubic_newton", params)
   dtype = _compute_dtype(params)
   zero = jnp.zeros([], dtype)
   return ScaleByKrylovCubicNewtonState(
@@ -223,7 +270,18 @@ def scale_by_krylov_cubic_newton(
 
   ``update(updates, state, params, *, obj_fn)``: ``updates`` is the gradient of ``obj_fn``
   (params -> scalar loss) at ``params``; a missing ``obj_fn`` or ``params`` is a
-  ``ValueError``; other keywords are ignored.
+  ``ValueError``; other keywords are ignored. Called eagerly (no outer ``jax.jit``), ``update``
+  traces ``obj_fn`` to a jaxpr and runs one compiled step per *program*: a fresh closure of
+  the same loss over a new batch of the same shapes reuses the compiled step (its arrays are
+  passed as arguments), so nothing recompiles from step to step; Python numbers the closure
+  captures are part of the program. Under an outer ``jax.jit`` the step is traced into the
+  caller's program. Inside ``optax.masked`` / ``optax.partition`` pass
+  ``obj_fn=optzoo.frozen_objective(loss_fn, params)`` (a plain ``obj_fn`` there is a
+  ``ValueError`` saying so).
+
+  Inputs: real floating-point leaves (integer and complex leaves are a ``TypeError`` at
+  ``init`` naming the leaf); a gradient whose shape differs from its param's is a
+  ``ValueError`` naming the leaf; an empty pytree gives an empty update.
 
   Args:
     subspace_dim: m, the Krylov dimension (static int >= 1). Default 10 (paper).
@@ -268,23 +326,37 @@ def scale_by_krylov_cubic_newton(
       subspace_dim=subspace_dim, init_M=init_M, shrink=shrink, grow=grow,
       max_backtracks=max_backtracks, min_M=min_M, max_M=max_M, reortho=reortho,
       secular_iters=secular_iters, adaptive=adaptive, breakdown_tol=breakdown_tol)
+  return _transform("scale_by_krylov_cubic_newton", init_M, settings)
+
+
+def _transform(who, init_M, settings, regularize=None) -> optax.GradientTransformationExtraArgs:
+  """The transformation; ``regularize(obj_fn, grads, params) -> (grads, obj_fn)`` (the
+  alias's L2 term) is applied after the input checks."""
   step = _make_step(**settings)
-  # One compiled program per objective when called eagerly (inlined under an outer jit).
-  jitted_step = jax.jit(step, static_argnums=0)
+
+  def eager_step(objective, consts, params, grad, state):
+    return step(objective.bind(consts), params, grad, state)
+
+  # Called eagerly, each update traces obj_fn to a jaxpr and runs this compiled step, keyed by
+  # the program: a new closure of the same loss over a new batch reuses it (no recompilation,
+  # no growing cache). Under an outer jit the step is traced into the caller's program.
+  jitted_step = jax.jit(eager_step, static_argnums=0)
 
   def init_fn(params):
     return _init_state(params, init_M)
 
   def update_fn(updates, state, params=None, *, obj_fn=None, **extra_args):
     del extra_args
-    checks.require_obj_fn("scale_by_krylov_cubic_newton", obj_fn, params)
-    checks.check_same_structure(updates, params)
-    try:
-      hash(obj_fn)
-      run = jitted_step
-    except TypeError:
-      run = step
-    new_updates, new_state, _ = run(obj_fn, params, updates, state)
+    checks.require_obj_fn(who, obj_fn, params)
+    masking.check_objective(who, obj_fn, params)
+    checks.check_leaf_shapes(who, updates, params)
+    if regularize is not None:
+      updates, obj_fn = regularize(obj_fn, updates, params)
+    if _is_traced(updates, state, params):
+      new_updates, new_state, _ = step(obj_fn, params, updates, state)
+    else:
+      objective, consts = _trace_objective(obj_fn, params)
+      new_updates, new_state, _ = jitted_step(objective, consts, params, updates, state)
     return new_updates, new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -305,6 +377,8 @@ def _l2_regularized(obj_fn, updates, params, weight_decay, mask):
   return jax.tree.unflatten(treedef, grads), full_obj
 
 
+@alias.static_args("subspace_dim", "max_backtracks", "reortho", "secular_iters", "adaptive",
+                   "breakdown_tol", "mask")
 def krylov_cubic_newton(
     subspace_dim: int = 10,
     init_M: float = 2e-3,
@@ -365,19 +439,15 @@ def krylov_cubic_newton(
     Dimension-Free Convergence Rate <https://arxiv.org/abs/2401.03058>`_, 2024
   """
   checks.check_range("weight_decay", weight_decay, 0.0)
-  core = scale_by_krylov_cubic_newton(
+  settings = _check_args(
       subspace_dim=subspace_dim, init_M=init_M, shrink=shrink, grow=grow,
       max_backtracks=max_backtracks, min_M=min_M, max_M=max_M, reortho=reortho,
       secular_iters=secular_iters, adaptive=adaptive, breakdown_tol=breakdown_tol)
 
-  def update_fn(updates, state, params=None, *, obj_fn=None, **extra_args):
-    del extra_args
-    checks.require_obj_fn("krylov_cubic_newton", obj_fn, params)
-    checks.check_same_structure(updates, params)
-    grads, full_obj = _l2_regularized(obj_fn, updates, params, weight_decay, mask)
-    return core.update(grads, state, params, obj_fn=full_obj)
+  def regularize(obj_fn, updates, params):
+    return _l2_regularized(obj_fn, updates, params, weight_decay, mask)
 
-  return optax.GradientTransformationExtraArgs(core.init, update_fn)
+  return _transform("krylov_cubic_newton", init_M, settings, regularize)
 
 
 # ----------------------------------------------------------------------------- solver
@@ -389,7 +459,7 @@ class KrylovInfo(NamedTuple):
     hvps: Hessian-vector products used in total (m per step).
     converged: whether ``|grad| <= tol`` was reached.
     values: f at x_0, ..., x_iterations (numpy, length iterations + 1).
-    grad_norms: |grad f| at the same points.
+    grad_norms: ``|grad f|`` at the same points.
     M: the regularization after each step (length iterations).
     accepted: whether each step was accepted.
     hvp_counts: cumulative HVPs after each step.

@@ -1,7 +1,11 @@
-"""Lion: EvoLved Sign Momentum (Chen et al., arXiv 2302.06675).
+"""Lion: EvoLved Sign Momentum.
 
 A drop-in for ``optax.lion``: same signature, same defaults, bitwise-identical
 updates (the order of operations follows optax's so the match is exact).
+
+References:
+  Chen et al., `Symbolic Discovery of Optimization Algorithms
+  <https://arxiv.org/abs/2302.06675>`_, 2023
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ def scale_by_lion(
     \mu_t = b_2 \mu_{t-1} + (1 - b_2) g_t
 
   The interpolation uses the *old* momentum, and the momentum is refreshed after
-  the step with its own rate ``b2``. ``sign(0) = 0``. No bias correction, no eps.
+  the step with its own rate ``b2``. ``sign(0) = 0``. No bias correction, no eps. Complex
+  parameters behave as in ``optax.lion`` (``sign(z) = z / |z|``); integer leaves are rejected
+  at ``init``.
 
   Args:
     b1: interpolation rate for the update direction, in [0, 1). Paper: 0.9.
@@ -59,31 +65,36 @@ def scale_by_lion(
     >>> (updates["w"] / 1e-3).round(6).tolist()   # -lr * sign(c): c = 0.1 g at step 1
     [-1.0, 1.0, -0.0]
 
-  Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, arXiv 2302.06675.
+  References:
+    Chen et al., `Symbolic Discovery of Optimization Algorithms
+    <https://arxiv.org/abs/2302.06675>`_, 2023
   """
   checks.check_beta("b1", b1)
   checks.check_beta("b2", b2)
   mu_dtype = None if mu_dtype is None else jnp.dtype(mu_dtype)
 
   def init_fn(params):
+    checks.check_float_leaves("lion", params)
     mu = optax.tree.zeros_like(params, dtype=mu_dtype)
     return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=mu)
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
     checks.check_same_structure(updates, params)
+    checks.check_leaf_shapes("lion", updates, state.mu)
 
     def direction(g, m):
       return jnp.sign((1.0 - b1) * g + b1 * m).astype(g.dtype)
 
     new_updates = jax.tree.map(direction, updates, state.mu)
     mu = optax.tree.update_moment(updates, state.mu, b2, 1)
-    mu = jax.tree.map(lambda m, old: m.astype(old.dtype), mu, state.mu)
+    mu = optax.tree.cast_like(mu, state.mu)
     return new_updates, ScaleByLionState(count=optax.safe_increment(state.count), mu=mu)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@alias.static_args("mu_dtype", "mask")
 def lion(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
@@ -120,7 +131,9 @@ def lion(
     >>> updates, state = tx.update(grads, state, params)
     >>> params = optax.apply_updates(params, updates)
 
-  Reference: Chen et al., Symbolic Discovery of Optimization Algorithms, arXiv 2302.06675.
+  References:
+    Chen et al., `Symbolic Discovery of Optimization Algorithms
+    <https://arxiv.org/abs/2302.06675>`_, 2023
   """
   return alias.decoupled_alias(
       scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),

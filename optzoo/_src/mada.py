@@ -194,13 +194,18 @@ def _direction(kap: _Coeffs, g, m, v, vb, n, prev_grad, ell, *, t, first, rule: 
   else:
     gh = g
   gh2 = gh * gh
+  # An infinite second moment (float32 |g| above ~1e19) stays infinite, as in optax.amsgrad:
+  # the formula could give inf - inf or 0 * inf there.
+  overflow = jnp.isinf(v) | jnp.isinf(gh2)
   if rule.c:
     sigma = jnp.sign(gh2 - v)
-    q = kap.c * gh2 + (1.0 - kap.c) * (v + sigma * gh2)
+    yogi = v + sigma * gh2
+    overflow = overflow | jnp.isinf(yogi)
+    q = kap.c * gh2 + (1.0 - kap.c) * yogi
   else:
     q = gh2
   m_new = kap.b1 * m + (1.0 - kap.b1) * g
-  v_new = kap.b2 * v + (1.0 - kap.b2) * q
+  v_new = jnp.where(overflow, jnp.inf, kap.b2 * v + (1.0 - kap.b2) * q)
   # Materialize the new moments once (they are outputs anyway): otherwise XLA:CPU recomputes
   # them from the old ones inside every consumer, which also forces copies of the old state.
   m_new, v_new = jax.lax.optimization_barrier((m_new, v_new))
@@ -211,9 +216,11 @@ def _direction(kap: _Coeffs, g, m, v, vb, n, prev_grad, ell, *, t, first, rule: 
     n_new = kap.b3 * n_prev + (1.0 - kap.b3) * d
     num = num + kap.b3 * n_new
   if rule.rho:
-    vb_new = vb + (v_new - vb) / t
+    # an overflowed vbar = inf stays inf (inf - inf would be NaN); v_t = inf makes vbar inf
+    vb_new = jnp.where(jnp.isinf(vb), vb, vb + (v_new - vb) / t)
     # the reference detaches vbar inside vhat
     vmix = kap.rho * v_new + (1.0 - kap.rho) * jax.lax.stop_gradient(vb_new)
+    vmix = jnp.where(jnp.isnan(vmix), jnp.inf, vmix)  # 0 * inf at rho = 0 or 1 when v_t = inf
   else:
     vmix = v_new
   vhat = vmix * (1.0 / bc2) + rule.eps_root
@@ -343,7 +350,10 @@ def _tangents(kap: _Coeffs, f: _Quantities, t, learned: Sequence[str],
   if not learned:
     return {}
   sh = _shared_terms(kap, f, learned, rule)
-  return {name: _TANGENTS[name](kap, f, t, sh, rule) for name in learned}
+  out = {name: _TANGENTS[name](kap, f, t, sh, rule) for name in learned}
+  # where vhat is infinite u is flat in vmix (F = 0), but F times an infinite factor is NaN
+  return {name: jnp.where(jnp.isinf(f.vhat), 0.0, x) if name in _THROUGH_VMIX else x
+          for name, x in out.items()}
 
 
 # --------------------------------------------------------------------------- the transform
@@ -391,6 +401,14 @@ def _config(learning_rate, b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, li
                        f"{bounds[COEFF_NAMES.index(name)]!r}.")
   for name in ("rho", "c", "gamma"):
     checks.check_range(name, init_vals[name], 0.0, 1.0)
+  for name in learned:  # a learned coefficient starts inside its box (it is never clipped in)
+    low, high = bounds[COEFF_NAMES.index(name)]
+    x = checks.concrete_float(init_vals[name])
+    if x is not None and not low <= x <= high:
+      raise ValueError(
+          f"{name}={init_vals[name]!r} lies outside its bounds [{low!r}, {high!r}]: a learned "
+          "coefficient must start inside its box (the hyper-step would clip it there). Widen "
+          f"bounds, start {name} inside, or leave it out of learn.")
   checks.check_range("eps", eps, 0.0)
   checks.check_range("eps_root", eps_root, 0.0)
   checks.check_beta("lion_b1", lion_b1)
@@ -421,7 +439,18 @@ def _is_active(cfg: _Config, name: str) -> bool:
   return value is None or value != _ADAM_VALUE[name]
 
 
+_COMPLEX_REASON = (
+    "MADA does not support complex parameters: its Yogi and Lion terms take signs of real "
+    "numbers and its hypergradient is a real inner product. Optimize the real and imaginary "
+    "parts as two real leaves instead.")
+
+
 def _init(cfg: _Config, params) -> ScaleByMadaState:
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if jnp.iscomplexobj(leaf):
+      raise TypeError(f"mada: the leaf {jax.tree_util.keystr(path)} has dtype {leaf.dtype}. "
+                      + _COMPLEX_REASON)
+  checks.check_float_leaves("mada", params, allow_complex=False)
   dtypes = [jnp.dtype(x.dtype) for x in jax.tree.leaves(params)]
   cd = jnp.float64 if jnp.dtype("float64") in dtypes else jnp.float32
   act = {k: _is_active(cfg, k) for k in _ADAM_VALUE}
@@ -463,6 +492,7 @@ def _hyper_sgd(cfg: _Config, h: jax.Array, state: ScaleByMadaState):
   """Clipped heavy-ball SGD on the coefficients, projected into the boxes: ``(coeffs, buf)``."""
   cd = state.coeffs.dtype
   h_clip = h * jnp.minimum(1.0, cfg.hyper_clip / (jnp.abs(h) + 1e-6))
+  h_clip = jnp.where(jnp.isinf(h), jnp.sign(h) * cfg.hyper_clip, h_clip)  # inf * 0 is NaN
   mom = jnp.stack([jnp.asarray(x, cd) for x in cfg.hyper_moms])
   lrs = jnp.stack([jnp.asarray(x, cd) for x in cfg.hyper_lrs])
   buf = mom * state.hyper_buf + h_clip
@@ -492,6 +522,7 @@ def _leaf_step(cfg: _Config, rule: _StepRule, kap: _Coeffs, t, first, cd,
 def _update(cfg: _Config, updates, state: ScaleByMadaState, params=None, **extra_args):
   del extra_args
   checks.check_same_structure(updates, params)
+  checks.check_leaf_shapes("mada", updates, state.nu)
   treedef = jax.tree.structure(updates)
   g_leaves = treedef.flatten_up_to(updates)
   # 1. hypergradient of the previous step's direction; 2. the hyper-SGD step
@@ -584,6 +615,20 @@ def scale_by_mada(
   taken per accumulated step, from the averaged gradient (the reference code took it from the
   first micro-batch, scaled by one over the number of micro-batches).
 
+  Parameters must be real floating point: complex leaves are rejected at ``init`` (the Yogi
+  and Lion terms take signs of real numbers and the hypergradient is a real inner product;
+  optimize real and imaginary parts as two real leaves), and so are integer leaves. Every
+  ``update`` checks the gradient's shapes against the state and names a mismatching leaf; an
+  empty pytree gives empty updates. Where the second moment overflows (float32 gradients above
+  about ``1.8e19``) ``v`` and ``vbar`` stay ``inf``, the adaptive part of ``u_t`` is 0 there and
+  those coordinates add nothing to the hypergradient: finite updates, as ``optax.amsgrad``.
+
+  **The coefficients are shared by every leaf**: one NaN or infinite gradient entry anywhere
+  makes the hypergradient, hence the coefficients and every leaf's update, NaN from that step
+  on. Wrap the optimizer in ``optax.apply_if_finite(tx, max_consecutive_errors)``: it skips a
+  step whose gradient is not finite as a whole (the state, coefficients included, is left
+  untouched), so nothing is poisoned.
+
   Args:
     learning_rate: ``alpha_t``, the step size the caller applies after this transform (a float
       or a schedule of this transform's step count). It only scales the hypergradient; pass the
@@ -606,6 +651,8 @@ def scale_by_mada(
     hyper_start: number of initial steps with ``h = 0`` (>= 0). Default 0; GPT-2 used 50.
     bounds: six ``(low, high)`` projection boxes. Default ``DEFAULT_BOUNDS``:
       ``b1`` [0.01, 0.99], ``b2`` [0.501, 0.99], ``b3`` [0, 0.99], ``rho, c, gamma`` [0, 1].
+      A learned coefficient must start inside its box (``ValueError`` otherwise, rather than
+      a silent clip at the first step); unlearned ones are not bounded.
     v_init: initial ``v`` and ``vbar`` (>= 0). Default 1e-15 (reference; it keeps the
       hypergradient finite where a leaf's gradient is zero); 0 gives exactly Adam at the Adam
       corner.
@@ -613,7 +660,8 @@ def scale_by_mada(
       ``d_t = g_t - g_{t-1}`` with ``d_1 = 0``, ``n_0 = 0``, and real Lion
       ``s_t = sign(b1L l_{t-1} + (1-b1L) g_t)``. ``'reference'``: the authors' code as run:
       its stored previous gradient is always zero so ``d = g_t``, ``n_0 = g_1^2``, and ``s_t``
-      uses the already updated ``l_t``.
+      uses the already updated ``l_t`` (its ``n_0 = g_1^2`` overflows, and the step is NaN,
+      for a float32 first gradient above about ``1.8e19``).
     mu_dtype: keyword-only dtype of the first moment ``m``; default None keeps the params'
       dtype.
 
@@ -643,6 +691,8 @@ def scale_by_mada(
       functools.partial(_init, cfg), functools.partial(_update, cfg))
 
 
+@alias.static_args("b1", "b2", "b3", "rho", "c", "gamma", "learn", "hyper_lr", "hyper_momentum",
+                   "bounds", "compat", "mu_dtype", "mask")
 def mada(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,
@@ -679,12 +729,13 @@ def mada(
   optax.add_decayed_weights(weight_decay, mask), optax.scale_by_learning_rate(learning_rate))``;
   weight decay does not depend on the coefficients, so it does not enter the hypergradient.
 
+  The arguments ``b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, lion_b2, learn, hyper_lr,
+  hyper_momentum, hyper_clip, hyper_start, bounds, v_init, compat, mu_dtype`` are those of
+  :func:`scale_by_mada`, with the same defaults (``compat``, ``mu_dtype`` and the arguments after
+  them are keyword-only).
+
   Args:
     learning_rate: ``alpha_t``, a float or schedule (>= 0). Not learned.
-    b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, lion_b2, learn, hyper_lr,
-      hyper_momentum, hyper_clip, hyper_start, bounds, v_init, compat, mu_dtype: as in
-      :func:`scale_by_mada`, with the same defaults (``compat='paper'``, ``mu_dtype=None``
-      and the following arguments are keyword-only).
     weight_decay: decoupled decay ``lambda`` (>= 0). Default 0; the reference GPT-2 runs used
       0.1 on tensors with ``ndim >= 2`` only: pass ``mask=lambda p: jax.tree.map(lambda x:
       x.ndim >= 2, p)`` to reproduce that.

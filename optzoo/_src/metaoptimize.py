@@ -27,10 +27,11 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 
-from optzoo._src import checks, trees
+from optzoo._src import alias, checks, trees
 
 __all__ = [
     "MetaOptimizeState",
@@ -60,6 +61,9 @@ class MetaOptimizeState(NamedTuple):
     meta_mu: first moment of the meta optimizer (like ``log_learning_rate``; None for SGD and
       RMSProp meta).
     meta_nu: second moment of the meta optimizer (Adam, RMSProp; None otherwise).
+    meta_peak: the largest magnitude of the meta signal seen so far, like
+      ``log_learning_rate`` (the safeguard's reference; None for SGD meta or without the
+      safeguard).
     base_state: the state of the wrapped base direction.
   """
 
@@ -68,6 +72,7 @@ class MetaOptimizeState(NamedTuple):
   trace: optax.Updates
   meta_mu: Any | None
   meta_nu: Any | None
+  meta_peak: Any | None
   base_state: optax.OptState
 
 
@@ -127,6 +132,157 @@ def _injected_lr_in(state: Any, depth: int = 0) -> bool:
   return False
 
 
+#: Probe steps with a constant gradient (enough for optax.MultiSteps up to 16 micro-steps).
+_PROBE_STEPS = 16
+#: Params larger than this (in elements) are probed with every axis cut to _PROBE_AXIS.
+_PROBE_MAX_SIZE = 1 << 20
+_PROBE_AXIS = 8
+
+
+def _probe_leaves(params):
+  """Concrete probe params ``w`` and gradient ``g`` with the structure and dtypes of ``params``
+  (their shapes, or every axis cut to ``_PROBE_AXIS`` when the params are large)."""
+  leaves, treedef = jax.tree.flatten(params)
+  shrink = sum(int(np.prod(np.shape(x))) for x in leaves) > _PROBE_MAX_SIZE
+  ws, gs = [], []
+  for i, x in enumerate(leaves):
+    shape = tuple(min(d, _PROBE_AXIS) for d in np.shape(x)) if shrink else tuple(np.shape(x))
+    k = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    w = 0.5 + 0.25 * np.cos(0.7 * k + i)   # nonzero weights: a decay shows up
+    g = np.where(k % 2 == 0, 1.0, -1.0) * (1.0 + (k % 3)) * 0.1 + 0.05 * np.sin(k + i)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+      w = w * np.exp(0.3j * (k + 1))
+      g = g * np.exp(1j * (0.4 * k + 0.2))
+    ws.append(jnp.asarray(w, x.dtype))
+    gs.append(jnp.asarray(g, x.dtype))
+  return treedef.unflatten(ws), treedef.unflatten(gs)
+
+
+class _Probe:
+  """Steps the base from a fresh state at the probe weights ``w``, eagerly (concrete values even
+  when ``init`` is traced; the caller holds ``jax.ensure_compile_time_eval``). If the base fails
+  without extra arguments, an ``obj_fn`` whose gradient is the probe gradient goes along (for
+  bases that need the objective)."""
+
+  def __init__(self, base, w, grad, extra):
+    self.base, self.w, self.grad, self.extra = base, w, grad, extra
+    self.state = base.init(w)
+
+  def kwargs(self):
+    if not self.extra:
+      return {}
+    g_leaves = jax.tree.leaves(self.grad)
+
+    def obj_fn(p):
+      return sum((jnp.sum(jnp.real(jnp.conj(gi) * pi)) for gi, pi in
+                  zip(g_leaves, jax.tree.leaves(p))), jnp.zeros([], jnp.float32))
+
+    return {"obj_fn": obj_fn}
+
+  def step(self):
+    """The next update, as NumPy leaves (float64 or complex128)."""
+    u, self.state = self.base.update(self.grad, self.state, self.w, **self.kwargs())
+    return _numpy_leaves(u)
+
+  def steps(self, n):
+    """The next ``n`` updates, in one compiled scan: a list of ``n`` lists of NumPy leaves."""
+    def body(state, _):
+      u, state = self.base.update(self.grad, state, self.w, **self.kwargs())
+      return state, u
+
+    self.state, us = jax.jit(lambda s: jax.lax.scan(body, s, None, length=n))(self.state)
+    stacked = _numpy_leaves(us)
+    return [[x[i] for x in stacked] for i in range(n)]
+
+
+def _numpy_leaves(tree):
+  return [np.asarray(x).astype(np.complex128 if np.iscomplexobj(x) else np.float64)
+          for x in jax.tree.leaves(tree)]
+
+
+def _first_probe(base, w, g):
+  """``(probe, first update)``, trying without and then with ``obj_fn``."""
+  error = None
+  for extra in (False, True):
+    try:
+      probe = _Probe(base, w, g, extra)
+      return probe, probe.step()
+    except Exception as e:  # noqa: BLE001 - any failure of a foreign base on the probe
+      error = error or e
+  raise error
+
+
+_PROBE_CACHE: dict = {}
+
+
+def _probe_base(base, params) -> None:
+  """Refuses (``ValueError``) a base whose update descends by itself or moves the weights at a
+  zero gradient, from a probe on the params' structure, dtypes and shapes (not their values)."""
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  if not flat:
+    return
+  paths = [jax.tree_util.keystr(k) for k, _ in flat]
+  try:
+    key = (base, jax.tree.structure(params),
+           tuple((tuple(np.shape(x)), str(x.dtype)) for _, x in flat))
+    hash(key)
+  except TypeError:
+    key = None
+  if key is not None and key in _PROBE_CACHE:
+    message = _PROBE_CACHE[key]
+  else:
+    message = _probe_message(base, params, paths)
+    if key is not None:
+      if len(_PROBE_CACHE) >= 64:
+        _PROBE_CACHE.pop(next(iter(_PROBE_CACHE)))
+      _PROBE_CACHE[key] = message
+  if message is not None:
+    raise ValueError(message)
+
+
+def _probe_message(base, params, paths) -> str | None:
+  """Why the probe refuses ``base`` on ``params``, or None."""
+  with jax.ensure_compile_time_eval():  # concrete values even when init is traced
+    w, g = _probe_leaves(params)
+    g_np = [np.asarray(x).astype(np.complex128) for x in jax.tree.leaves(g)]
+    try:
+      # the first step eagerly (usually all it takes), any further ones compiled
+      probe, u = _first_probe(base, w, g)
+      seen = [False] * len(paths)
+      updates = [u]
+      steps = 0
+      while steps < len(updates):
+        for i, (ui, gi) in enumerate(zip(updates[steps], g_np)):
+          if not np.all(np.isfinite(ui)) or not np.any(ui != 0):
+            continue
+          seen[i] = True
+          if float(np.sum(np.real(np.conj(gi) * ui))) < 0:
+            return (f"base's update on the leaf {paths[i]} points against the gradient: it "
+                    "already descends (a learning rate such as optax.adam(lr), optax.sgd(lr), "
+                    "optax.scale_by_learning_rate or a negative optax.scale, however it is "
+                    "composed), so the wrapper's own -alpha would make it ascend. "
+                    + _BASE_HINT)
+        steps += 1
+        if all(seen):
+          break
+        if steps == 1:
+          updates += probe.steps(_PROBE_STEPS - 1)
+      if not any(seen):
+        return (f"base returned zero updates for {steps} steps of a constant gradient, so it "
+                "could not be checked (optax.MultiSteps inside the base? wrap metaoptimize in "
+                "it instead). " + _BASE_HINT)
+      zero = _Probe(base, w, jax.tree.map(jnp.zeros_like, g), probe.extra)
+      for ui_all in [zero.step()] + (zero.steps(steps - 1) if steps > 1 else []):
+        for i, ui in enumerate(ui_all):
+          if np.any(np.isfinite(ui) & (ui != 0)):
+            return (f"base moves the leaf {paths[i]} at a zero gradient: it applies weight "
+                    "decay (optax.add_decayed_weights, optax.adamw, ...) or otherwise depends "
+                    "on the weights, which the trace does not see. " + _BASE_HINT)
+    except Exception as e:  # noqa: BLE001 - any failure of a foreign base on the probe
+      return f"base could not be probed ({type(e).__name__}: {e}). " + _BASE_HINT
+  return None
+
+
 _BASE_HINT = (
     "MetaOptimize owns the step size and the weight decay: pass a learning-rate-free base "
     "such as optax.scale_by_adam(), optax.scale_by_lion() or optax.identity(), and give the "
@@ -155,6 +311,7 @@ class _Config(NamedTuple):
   alpha_timing: str
   trace_dtype: Any
   check_base: bool
+  safeguard: bool
 
 
 def _block_kind(granularity: Any) -> str:
@@ -190,7 +347,7 @@ def _log_lr_bounds(log_lr_bounds: Any, initial_learning_rate: Any):
 
 def _config(base, initial_learning_rate, meta_learning_rate, gamma, meta, granularity,
             weight_decay, mask, log_lr_bounds, meta_b1, meta_b2, meta_eps, alpha_timing,
-            trace_dtype, check_base) -> _Config:
+            trace_dtype, check_base, safeguard) -> _Config:
   """Validates the arguments of :func:`metaoptimize` (errors name the argument)."""
   if not (hasattr(base, "init") and hasattr(base, "update")):
     raise TypeError(f"base must be an optax GradientTransformation, got {type(base).__name__}.")
@@ -217,7 +374,8 @@ def _config(base, initial_learning_rate, meta_learning_rate, gamma, meta, granul
       initial_learning_rate=initial_learning_rate, meta_learning_rate=meta_learning_rate,
       gamma=gamma, meta=meta, kind=kind, granularity=granularity, weight_decay=weight_decay,
       mask=mask, lo=lo, hi=hi, meta_b1=meta_b1, meta_b2=meta_b2, meta_eps=meta_eps,
-      alpha_timing=alpha_timing, trace_dtype=trace_dtype, check_base=check_base)
+      alpha_timing=alpha_timing, trace_dtype=trace_dtype, check_base=check_base,
+      safeguard=bool(safeguard))
 
 
 # --------------------------------------------------------------------------- blocks
@@ -261,65 +419,108 @@ def _leaf_step_sizes(cfg: _Config, treedef, beta: Any, labels, n: int) -> list[j
 
 
 # --------------------------------------------------------------------------- meta optimizers
-def _meta_sgd(cfg, beta, z, mu, nu, eta, t):
+#: The safeguard's threshold: a meta step is cut in proportion once the meta signal falls
+#: below this fraction of the largest magnitude it has had.
+_SAFEGUARD_FRACTION = 0.1
+
+
+def _guard(x, peak):
+  """The safeguard's factor on a meta step, ``min(1, |x| / (_SAFEGUARD_FRACTION * peak))``."""
+  floor = _SAFEGUARD_FRACTION * peak
+  return jnp.where(jnp.abs(x) >= floor, 1.0, jnp.abs(x) / jnp.where(floor > 0, floor, 1.0))
+
+
+def _peak(peak, x):
+  return None if peak is None else jax.tree.map(lambda p, v: jnp.maximum(p, jnp.abs(v)), peak, x)
+
+
+def _meta_sgd(cfg, beta, z, mu, nu, peak, eta, t):
   del cfg, t
-  return jax.tree.map(lambda b, g: b - eta * g, beta, z), mu, nu
+  return jax.tree.map(lambda b, g: b - eta * g, beta, z), mu, nu, peak
 
 
-def _meta_lion(cfg, beta, z, mu, nu, eta, t):
+def _meta_lion(cfg, beta, z, mu, nu, peak, eta, t):
   del t
   b1, b2 = cfg.meta_b1, cfg.meta_b2
-  new_beta = jax.tree.map(
-      lambda b, g, m: b - eta * jnp.sign(b1 * m + (1.0 - b1) * g), beta, z, mu)
+  if peak is None:  # the authors' Lion meta
+    new_beta = jax.tree.map(
+        lambda b, g, m: b - eta * jnp.sign(b1 * m + (1.0 - b1) * g), beta, z, mu)
+  else:
+    x = jax.tree.map(lambda g, m: b1 * m + (1.0 - b1) * g, z, mu)
+    peak = _peak(peak, x)
+    new_beta = jax.tree.map(lambda b, v, p: b - eta * jnp.sign(v) * _guard(v, p), beta, x, peak)
   mu = jax.tree.map(lambda m, g: b2 * m + (1.0 - b2) * g, mu, z)
-  return new_beta, mu, nu
+  return new_beta, mu, nu, peak
 
 
-def _meta_adam(cfg, beta, z, mu, nu, eta, t):
+def _meta_adam(cfg, beta, z, mu, nu, peak, eta, t):
   b1, b2 = cfg.meta_b1, cfg.meta_b2
   mu = jax.tree.map(lambda m, g: b1 * m + (1.0 - b1) * g, mu, z)
   nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * g * g, nu, z)
   c1 = 1.0 - jnp.power(jnp.asarray(b1, jnp.float32), t)
   c2 = 1.0 - jnp.power(jnp.asarray(b2, jnp.float32), t)
-  new_beta = jax.tree.map(
-      lambda b, m, v: b - eta * (m / c1) / (jnp.sqrt(v / c2) + cfg.meta_eps), beta, mu, nu)
-  return new_beta, mu, nu
+  if peak is None:  # the authors' Adam meta
+    new_beta = jax.tree.map(
+        lambda b, m, v: b - eta * (m / c1) / (jnp.sqrt(v / c2) + cfg.meta_eps), beta, mu, nu)
+  else:
+    x = jax.tree.map(lambda m: m / c1, mu)
+    peak = _peak(peak, x)
+    new_beta = jax.tree.map(
+        lambda b, m, v, p: b - eta * m / (jnp.sqrt(v / c2) + cfg.meta_eps) * _guard(m, p),
+        beta, x, nu, peak)
+  return new_beta, mu, nu, peak
 
 
-def _meta_rmsprop(cfg, beta, z, mu, nu, eta, t):
+def _meta_rmsprop(cfg, beta, z, mu, nu, peak, eta, t):
   b2 = cfg.meta_b2
   nu = jax.tree.map(lambda v, g: b2 * v + (1.0 - b2) * g * g, nu, z)
   c2 = 1.0 - jnp.power(jnp.asarray(b2, jnp.float32), t)
-  new_beta = jax.tree.map(lambda b, g, v: b - eta * g / jnp.sqrt(v / c2 + cfg.meta_eps),
-                          beta, z, nu)
-  return new_beta, mu, nu
+  if peak is None:  # the authors' RMSProp meta
+    new_beta = jax.tree.map(lambda b, g, v: b - eta * g / jnp.sqrt(v / c2 + cfg.meta_eps),
+                            beta, z, nu)
+  else:
+    peak = _peak(peak, z)
+    new_beta = jax.tree.map(
+        lambda b, g, v, p: b - eta * g / jnp.sqrt(v / c2 + cfg.meta_eps) * _guard(g, p),
+        beta, z, nu, peak)
+  return new_beta, mu, nu, peak
 
 
-#: ``(beta, z, mu, nu, eta, t) -> (beta, mu, nu)`` per meta optimizer (descent on ``z``).
+#: ``(beta, z, mu, nu, peak, eta, t) -> (beta, mu, nu, peak)`` per meta optimizer (descent on
+#: ``z``); ``peak`` is None for the authors' rule.
 _META_STEPS = {"sgd": _meta_sgd, "lion": _meta_lion, "adam": _meta_adam,
                "rmsprop": _meta_rmsprop}
 
 
-def _meta_step(cfg: _Config, beta, z, mu, nu, count):
+def _meta_step(cfg: _Config, beta, z, mu, nu, peak, count):
   """One meta step on ``beta`` from the meta-gradient ``z``, clipped into ``log_lr_bounds``."""
   eta = cfg.meta_learning_rate
   eta = eta(count) if callable(eta) else eta
   t = (count + 1).astype(jnp.float32)
-  new_beta, new_mu, new_nu = _META_STEPS[cfg.meta](cfg, beta, z, mu, nu, eta, t)
+  new_beta, new_mu, new_nu, new_peak = _META_STEPS[cfg.meta](cfg, beta, z, mu, nu, peak, eta, t)
   if cfg.lo is not None or cfg.hi is not None:
     new_beta = jax.tree.map(lambda b: jnp.clip(b, cfg.lo, cfg.hi), new_beta)
   return (optax.tree.cast_like(new_beta, beta), optax.tree.cast_like(new_mu, mu),
-          optax.tree.cast_like(new_nu, nu))
+          optax.tree.cast_like(new_nu, nu), optax.tree.cast_like(new_peak, peak))
 
 
 # --------------------------------------------------------------------------- the transform
 def _trace_dtype(cfg: _Config, dtype) -> Any:
   if cfg.trace_dtype is not None:
-    return jnp.dtype(cfg.trace_dtype)
-  return jnp.promote_types(dtype, jnp.float32)
+    dt = jnp.dtype(cfg.trace_dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating) and not jnp.issubdtype(dt, jnp.complexfloating):
+      dt = jnp.promote_types(dt, jnp.complex64)  # a complex trace for complex params
+    return dt
+  dtype = jnp.dtype(dtype)  # at least float32 (complex64 for complex params), spelled out
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    return dtype
+  if not (jnp.issubdtype(dtype, jnp.inexact) and dtype.itemsize >= 4):
+    dtype = jnp.dtype(jnp.float32)
+  return dtype
 
 
 def _init(cfg: _Config, base, params) -> MetaOptimizeState:
+  checks.check_float_leaves("metaoptimize", params)
   a0 = cfg.initial_learning_rate
   a0 = a0(0) if callable(a0) else a0
   beta = _init_beta(cfg, params, jnp.log(jnp.asarray(a0, jnp.float32)))
@@ -327,12 +528,16 @@ def _init(cfg: _Config, base, params) -> MetaOptimizeState:
   if cfg.check_base and _injected_lr_in(base_state):
     raise ValueError("base is built by optax.inject_hyperparams with a learning_rate. "
                      + _BASE_HINT)
+  if cfg.check_base:
+    _probe_base(base, params)
   return MetaOptimizeState(
       count=jnp.zeros([], jnp.int32),
       log_learning_rate=beta,
       trace=jax.tree.map(lambda p: jnp.zeros_like(p, dtype=_trace_dtype(cfg, p.dtype)), params),
       meta_mu=jax.tree.map(jnp.zeros_like, beta) if cfg.meta in ("lion", "adam") else None,
       meta_nu=jax.tree.map(jnp.zeros_like, beta) if cfg.meta in ("adam", "rmsprop") else None,
+      meta_peak=(jax.tree.map(jnp.zeros_like, beta) if cfg.safeguard and cfg.meta != "sgd"
+                 else None),
       base_state=base_state,
   )
 
@@ -354,6 +559,7 @@ def _leaf_step(gamma, g, h, u, alpha, decay, diag):
   """One leaf: ``dw = -alpha (u + kappa w)`` and the new trace
   ``gamma * keep * h + dw`` with ``keep = [max(0,] 1 - alpha (kappa + d) [)]``."""
   hd = h.dtype
+  rd = jnp.finfo(hd).dtype  # hd itself for real params; the trace decay is real
   direction = u.astype(hd)
   curv = None
   if decay is not None:
@@ -362,29 +568,39 @@ def _leaf_step(gamma, g, h, u, alpha, decay, diag):
     curv = kappa
   dw = -(alpha.astype(hd) * direction)
   if diag is not None:
-    curv = diag.astype(hd) if curv is None else curv + diag.astype(hd)
-    keep = jnp.maximum(0.0, 1.0 - alpha.astype(hd) * curv)
+    curv = diag.astype(rd) if curv is None else curv + diag.astype(rd)
+    keep = jnp.maximum(0.0, 1.0 - alpha.astype(rd) * curv)
   elif curv is not None:
-    keep = 1.0 - alpha.astype(hd) * curv
+    keep = 1.0 - alpha.astype(rd) * curv
   else:
     keep = None
   hh = h if keep is None else keep * h
   return dw.astype(g.dtype), (gamma * hh + dw).astype(hd)
 
 
+def _trace_times_grad(h, g):
+  """``Re(h conj(g))`` in float32: ``h * g`` for real params, the real inner product of the
+  displacement with the descent direction for complex ones."""
+  if jnp.iscomplexobj(h) or jnp.iscomplexobj(g):
+    return jnp.real(h * jnp.conj(g.astype(h.dtype))).astype(jnp.float32)
+  return h.astype(jnp.float32) * g.astype(jnp.float32)
+
+
 def _update(cfg: _Config, base, updates, state: MetaOptimizeState, params=None, **extra_args):
   checks.check_same_structure(updates, params)
+  checks.check_leaf_shapes("metaoptimize", updates, state.trace)
   hessian_diag = extra_args.get("hessian_diag")
   g_leaves, treedef = jax.tree.flatten(updates)
   h_leaves = treedef.flatten_up_to(state.trace)
   n = len(g_leaves)
-  # z: block sums of h * g with the OLD trace, reduced in float32.
-  hg = [h.astype(jnp.float32) * g.astype(jnp.float32) for h, g in zip(h_leaves, g_leaves)]
+  # z: block sums of Re(h conj(g)) (h * g for real params) with the OLD trace, in float32.
+  hg = [_trace_times_grad(h, g) for h, g in zip(h_leaves, g_leaves)]
   beta = state.log_learning_rate
   labels = _leaf_labels(cfg, updates) if cfg.kind == "labels" else None
   z = _meta_gradient(cfg, treedef, hg, beta, labels)
   if cfg.alpha_timing == "next":
-    new_beta, mu, nu = _meta_step(cfg, beta, z, state.meta_mu, state.meta_nu, state.count)
+    new_beta, mu, nu, peak = _meta_step(cfg, beta, z, state.meta_mu, state.meta_nu,
+                                        state.meta_peak, state.count)
     alpha = _leaf_step_sizes(cfg, treedef, new_beta, labels, n)
   else:
     alpha = _leaf_step_sizes(cfg, treedef, beta, labels, n)
@@ -395,12 +611,15 @@ def _update(cfg: _Config, base, updates, state: MetaOptimizeState, params=None, 
       g_leaves, h_leaves, treedef.flatten_up_to(u), alpha, decays, diags)]
   new_updates, trace = trees.unzip(treedef, outs, 2)
   if cfg.alpha_timing == "current":
-    new_beta, mu, nu = _meta_step(cfg, beta, z, state.meta_mu, state.meta_nu, state.count)
+    new_beta, mu, nu, peak = _meta_step(cfg, beta, z, state.meta_mu, state.meta_nu,
+                                        state.meta_peak, state.count)
   return new_updates, MetaOptimizeState(
       count=optax.safe_increment(state.count), log_learning_rate=new_beta, trace=trace,
-      meta_mu=mu, meta_nu=nu, base_state=base_state)
+      meta_mu=mu, meta_nu=nu, meta_peak=peak, base_state=base_state)
 
 
+@alias.static_args("base", "meta", "granularity", "mask", "log_lr_bounds", "alpha_timing",
+                   "trace_dtype", "check_base", "safeguard")
 def metaoptimize(
     base: optax.GradientTransformation,
     initial_learning_rate: optax.ScalarOrSchedule,
@@ -418,6 +637,7 @@ def metaoptimize(
     alpha_timing: Literal["current", "next"] = "current",
     trace_dtype: Any | None = None,
     check_base: bool = True,
+    safeguard: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
   r"""MetaOptimize (Hessian-free, 2x2): any lr-free base with meta-learned log step sizes.
 
@@ -443,11 +663,58 @@ def metaoptimize(
   ``h_0 = 0``, so the first step never moves ``beta``; with no decay and ``gamma=1``,
   ``h = w_t - w_0``.
 
-  **The base must be learning-rate free**: the wrapper applies ``-alpha`` and the decay, so
-  ``optax.scale_by_learning_rate``, ``optax.scale`` (e.g. ``optax.adam(1e-3)``) or
-  ``optax.add_decayed_weights`` inside ``base`` is wrong; where optax's combinators show it
-  (or an injected ``learning_rate`` at ``init``) this raises ``ValueError``. Pre-processing
-  before the wrapper (``optax.clip_by_global_norm``) is fine; nothing that rescales may follow.
+  **The base must be learning-rate free**: the wrapper applies ``-alpha`` and the decay, so a
+  base that already descends (``optax.adam(1e-3)``, ``optax.sgd``, a learning-rate scale)
+  would make the run ascend, and one that decays the weights hides the decay from the trace.
+  With ``check_base=True`` such bases are refused with a ``ValueError``, however they are
+  composed (``optax.chain``, ``optax.partition``, ``optax.multi_transform``,
+  ``optax.MultiSteps``, ``optax.contrib.muon``, ...): at construction when optax's
+  learning-rate or decay factories are visible in ``base``, and otherwise at ``init`` by a
+  probe that steps the base on a copy of the params' structure, shapes and dtypes (every axis
+  cut to 8 above a million elements), never on their values. A learning-rate-free direction
+  points *along* a constant gradient :math:`g` (:math:`\mathrm{Re}\langle g, u\rangle \ge 0`
+  on every leaf: Adam, Lion, RMSProp, SGD, Muon's orthogonalization, sign methods, clipping
+  all do) and is zero at a zero gradient; a learning rate flips the sign (optax's are
+  negative) and a weight decay moves the weights at a zero gradient, so any composition that
+  carries one shows it on some leaf, whatever its structure. The probe steps until every
+  leaf has moved (at most 16 steps, enough for ``optax.MultiSteps`` up to 16 micro-steps; a
+  base that never moves any leaf is refused as unverifiable, a leaf it never moves, like
+  ``optax.set_to_zero``, is accepted). It costs one or a few eager base steps on that copy. A
+  *positive* constant factor that the construction-time check cannot see passes the probe: it
+  only rescales the step size, which is learned anyway. Pre-processing before the wrapper
+  (``optax.clip_by_global_norm``) is fine; nothing that rescales may follow.
+
+  The log step sizes are shared by the weights of a block (all of them at the default
+  ``'scalar'`` granularity): one NaN or infinite gradient entry makes the meta-gradient, hence
+  the step size and every weight's update in that block, NaN from that step on. Wrap the
+  optimizer in ``optax.apply_if_finite(tx, max_consecutive_errors)``: it skips a step whose
+  gradient is not finite as a whole (the state is left untouched), so nothing is poisoned.
+
+  **Safeguard** (``safeguard=True``, the default; beyond the paper): the normalised meta
+  optimizers (Lion, Adam, RMSProp) turn a vanishing meta-gradient into full-size steps. Once
+  the loss has converged, :math:`z \to 0` while Lion's momentum keeps its sign, so
+  :math:`\beta` climbs by :math:`\eta` per step and :math:`\alpha` grows like
+  :math:`e^{\eta t}` (the Hessian-free trace, with no curvature decay, keeps reporting that
+  a larger step would help) until the run diverges; the authors' code does the same. The
+  safeguard keeps, per block, the largest magnitude :math:`p` the meta signal :math:`s` has
+  had (Lion: :math:`b_1 \bar m + (1-b_1) z`; Adam: :math:`\hat{\bar m}`; RMSProp:
+  :math:`z`) and multiplies the meta step by :math:`\min(1, |s| / (0.1\, p))`: while the
+  signal is at its working level the step is the authors', and once it has decayed below a
+  tenth of its peak the step shrinks in proportion, so the total movement after convergence
+  is a convergent series instead of :math:`\eta t`. The peak never decays, so a converged run
+  whose meta-gradient sits at rounding level cannot wake it again (with a reference that
+  forgets over ~1000 steps instead, the step size on a converged parabola grew again 70x
+  between steps 10k and 30k). SGD meta already steps in proportion to :math:`z` and is
+  unchanged. ``safeguard=False`` is the authors' algorithm exactly.
+
+  Parameters may be complex (as in ``optax.adam``; descend along
+  ``jnp.conj(jax.grad(loss)(params))`` for a real loss): the trace is complex and the
+  meta-gradient is the real inner product :math:`\sum \mathrm{Re}(h_i \bar g_i)`. Integer
+  leaves are rejected at ``init``; every ``update`` checks the gradient's shapes against the
+  state and names a mismatching leaf; an empty pytree gives empty updates. With a normalised
+  base (Adam, Lion, AMSGrad) float32 gradients of ``1e20`` give finite updates, as
+  ``optax.amsgrad``; an SGD base moves the weights by ``alpha * g`` itself, and the
+  meta-gradient may then overflow.
 
   Optional extra keyword to ``update`` (beyond the paper): ``hessian_diag``, a params-shaped
   pytree of diagonal-Hessian estimates :math:`d`; the trace then decays as
@@ -489,8 +756,13 @@ def metaoptimize(
     alpha_timing: ``'current'`` (default, as the paper: step with
       :math:`\alpha_t`, then update ``beta``) or ``'next'`` (``beta`` first, as IDBD); static.
     trace_dtype: dtype of the trace ``h``. Default None: float32 (float64 for float64 params).
-    check_base: raise ``ValueError`` when ``base`` visibly contains a learning-rate scale or a
-      weight decay; static. Default True.
+    check_base: refuse (``ValueError``) a ``base`` that carries a learning rate or a weight
+      decay, at construction when optax's factories are visible in it and otherwise by the
+      probe at ``init`` (see above); static. Default True. False skips both.
+    safeguard: keyword-only, static. Default True: the meta step shrinks once the meta signal
+      falls below a tenth of its peak (see above), so the step size settles when the loss
+      has converged. False: the authors' algorithm exactly (the step size can then run away
+      after convergence).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs``; updates have the gradients' dtype.
@@ -517,7 +789,7 @@ def metaoptimize(
   """
   cfg = _config(base, initial_learning_rate, meta_learning_rate, gamma, meta, granularity,
                 weight_decay, mask, log_lr_bounds, meta_b1, meta_b2, meta_eps, alpha_timing,
-                trace_dtype, check_base)
+                trace_dtype, check_base, safeguard)
   base = optax.with_extra_args_support(base)
   return optax.GradientTransformationExtraArgs(
       functools.partial(_init, cfg, base), functools.partial(_update, cfg, base))

@@ -37,6 +37,9 @@ class ScaleByMicroAdamState(NamedTuple):
     qmin: per leaf, the per-bucket minimum of the error feedback (``stats_dtype``,
       ``ceil(d/q)``), or None when ``quantize_ef=False``.
     qmax: per leaf, the per-bucket maximum, like ``qmin``.
+    shapes: per leaf, an empty ``uint8`` array of shape ``param.shape + (0,)``: it records the
+      parameter's shape (every other field is flat), at no memory cost, so that ``update``
+      can check the gradient's shape.
   """
 
   count: jax.Array
@@ -45,6 +48,7 @@ class ScaleByMicroAdamState(NamedTuple):
   ef: optax.Updates
   qmin: optax.Updates | None
   qmax: optax.Updates | None
+  shapes: optax.Updates
 
 
 class _Config(NamedTuple):
@@ -121,13 +125,25 @@ def _init_leaf(cfg: _Config, p):
   return idx, val, ef, lo, hi
 
 
+_COMPLEX_REASON = (
+    "MicroAdam does not support complex parameters: its top-k selects by real magnitude and its "
+    "error feedback is quantized to 4-bit codes of real values. Optimize the real and imaginary "
+    "parts as two real leaves instead.")
+
+
 def _init(cfg: _Config, params) -> ScaleByMicroAdamState:
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    if jnp.iscomplexobj(leaf):
+      raise TypeError(f"microadam: the leaf {jax.tree_util.keystr(path)} has dtype "
+                      f"{leaf.dtype}. " + _COMPLEX_REASON)
+  checks.check_float_leaves("microadam", params, allow_complex=False)
   treedef = jax.tree.structure(params)
   fields = trees.unzip(treedef, [_init_leaf(cfg, p) for p in jax.tree.leaves(params)], 5)
   idx, val, ef, qmin, qmax = fields
   if not cfg.quantize_ef:
     qmin = qmax = None
-  return ScaleByMicroAdamState(jnp.zeros([], jnp.int32), idx, val, ef, qmin, qmax)
+  shapes = jax.tree.map(lambda p: jnp.zeros((*p.shape, 0), jnp.uint8), params)
+  return ScaleByMicroAdamState(jnp.zeros([], jnp.int32), idx, val, ef, qmin, qmax, shapes)
 
 
 def _window(cfg: _Config, state_count: jax.Array, count: jax.Array) -> _Window:
@@ -190,6 +206,8 @@ def _leaf_update(cfg: _Config, win: _Window, g, idx, val, ef, lo, hi):
 def _update(cfg: _Config, updates, state: ScaleByMicroAdamState, params=None, **extra_args):
   del extra_args
   checks.check_same_structure(updates, params)
+  checks.check_leaf_shapes("microadam", updates, jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape[:-1], s.dtype), state.shapes))
   count = optax.safe_increment(state.count)
   win = _window(cfg, state.count, count)
   leaves, treedef = jax.tree.flatten(updates)
@@ -202,7 +220,7 @@ def _update(cfg: _Config, updates, state: ScaleByMicroAdamState, params=None, **
   u, idx, val, ef, qmin, qmax = trees.unzip(treedef, outs, 6)
   if not cfg.quantize_ef:
     qmin = qmax = None
-  return u, ScaleByMicroAdamState(count, idx, val, ef, qmin, qmax)
+  return u, ScaleByMicroAdamState(count, idx, val, ef, qmin, qmax, state.shapes)
 
 
 def scale_by_microadam(
@@ -236,13 +254,21 @@ def scale_by_microadam(
     \hat m = \frac{1-\beta_1}{1-\beta_1^t} z_1,\qquad \hat v = \frac{1-\beta_2}{1-\beta_2^t} z_2
 
   The bias correction uses the global t even once the window is full ("windowed Adam": with
-  a constant gradient |u| grows past 1 after m steps, as in the authors' code). u is exactly
+  a constant gradient ``|u|`` grows past 1 after m steps, as in the authors' code). u is exactly
   0 at coordinates absent from the window, so at most ``min(t, m) * k`` entries are non-zero.
   Top-k keeps ``ceil(B * density)`` entries of each block of B = ``block_size`` consecutive
   elements (and ``ceil(r * density)`` of the remainder r); a leaf smaller than a block is one
   block with k >= 1, so tiny biases and scalars work. Q is 4-bit asymmetric quantization with
   per-bucket min and max (see :mod:`optzoo.compression`). Computation is float32; updates have
   the gradients' dtype.
+
+  Parameters must be real floating point: complex leaves are rejected at ``init`` (top-k
+  selects by real magnitude and the error feedback is quantized to codes of real values;
+  optimize real and imaginary parts as two real leaves), and so are integer leaves. The state
+  is flat, so it also records each parameter's shape (as an empty array): every ``update``
+  checks the gradient's shapes against it and names a mismatching leaf, e.g. a transposed
+  kernel. An empty pytree gives empty updates. Where a window value's square overflows
+  (float32 gradients above about ``1.8e19``) the step is 0, never NaN.
 
   Args:
     b1: decay of the first moment, in [0, 1). Default 0.9 (paper).
@@ -293,6 +319,8 @@ def scale_by_microadam(
       functools.partial(_init, cfg), functools.partial(_update, cfg))
 
 
+@alias.static_args("num_grads", "density", "quant_bucket_size", "block_size", "quantize_ef",
+                   "values_dtype", "stats_dtype", "error_feedback", "approx_topk_recall", "mask")
 def microadam(
     learning_rate: optax.ScalarOrSchedule,
     b1: float = 0.9,

@@ -1,0 +1,99 @@
+"""Helpers shared by the test files: ``from helpers import run, assert_trees_close``.
+
+pytest puts tests/ on ``sys.path`` (the default ``prepend`` import mode inserts the directory of
+tests/conftest.py and of every test module), under pytest-xdist too. The name matches neither
+``*_test.py`` nor ``test_*.py``, so pytest does not collect it as a test module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+
+class Run(NamedTuple):
+  """What :func:`run` records."""
+
+  params: list   # the params after each step (``steps`` entries)
+  updates: list  # the update of each step (``steps`` entries)
+  states: list   # the state before the first step, then after each step (``steps + 1``)
+
+
+def run(tx: optax.GradientTransformation, params: Any, steps: int, *,
+        loss: Callable[[Any], jax.Array] | None = None,
+        grads: Callable[[Any, jax.Array], Any] | None = None,
+        obj_fn: bool = False,
+        extra_args: Callable[[Any], dict[str, Any]] | None = None) -> Run:
+  """Runs ``tx`` for ``steps`` steps from ``params``; one jitted call per step.
+
+  Each step is ``tx.update(g, state, params, **extras)`` then ``optax.apply_updates``, with
+  ``g = jax.grad(loss)(params)`` or ``g = grads(params, t)`` (``t = 0, 1, ...``, a traced int32),
+  ``extras = extra_args(params)`` plus ``obj_fn=loss`` when ``obj_fn`` is true.
+  """
+  if (loss is None) == (grads is None):
+    raise ValueError("pass exactly one of loss= and grads=")
+  if obj_fn and loss is None:
+    raise ValueError("obj_fn=True needs loss=")
+  grad_fn = grads if grads is not None else (lambda p, t: jax.grad(loss)(p))
+
+  @jax.jit
+  def step(p, s, t):
+    extras = {} if extra_args is None else dict(extra_args(p))
+    if obj_fn:
+      extras["obj_fn"] = loss
+    u, s = tx.update(grad_fn(p, t), s, p, **extras)
+    return optax.apply_updates(p, u), u, s
+
+  state = tx.init(params)
+  out = Run([], [], [state])
+  for t in range(steps):
+    params, u, state = step(params, state, t)
+    out.params.append(params)
+    out.updates.append(u)
+    out.states.append(state)
+  return out
+
+
+def _check_same_structure(actual, desired):
+  sa, sd = jax.tree.structure(actual), jax.tree.structure(desired)
+  assert sa == sd, f"different tree structures:\n  {sa}\n  {sd}"
+
+
+def assert_trees_close(actual, desired, *, rtol: float, atol: float = 0.0, err_msg: str = ""):
+  """``np.testing.assert_allclose`` on every pair of leaves of two same-structure trees."""
+  _check_same_structure(actual, desired)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(desired)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol,
+                               err_msg=f"{err_msg} leaf {jax.tree_util.keystr(path)}".strip())
+
+
+def assert_trees_equal(actual, desired, *, err_msg: str = ""):
+  """``np.testing.assert_array_equal`` (bitwise up to NaNs) on every pair of leaves."""
+  _check_same_structure(actual, desired)
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(actual), jax.tree.leaves(desired)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b),
+                                  err_msg=f"{err_msg} leaf {jax.tree_util.keystr(path)}".strip())
+
+
+def with_standard_promotion(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """``tx`` with its ``init`` and ``update`` traced under JAX's standard dtype promotion.
+
+  For optax's own optimizers used as references: optax's bias correction (``scale_by_adam`` and
+  everything built on it) computes ``decay ** count`` with a Python float and an int32 count,
+  which strict promotion rejects. Only the wrapped transformation is exempt; the optimizer under
+  test next to it stays strict.
+  """
+
+  def init(params):
+    with jax.numpy_dtype_promotion("standard"):
+      return tx.init(params)
+
+  def update(updates, state, params=None, **extra_args):
+    with jax.numpy_dtype_promotion("standard"):
+      return tx.update(updates, state, params, **extra_args)
+
+  return optax.GradientTransformationExtraArgs(init, update)
