@@ -362,7 +362,7 @@ def charlm_workload(steps: int = 300, batch: int = 16, seq: int = 32, width: int
       self.head = nnx.Linear(width, vocab, rngs=rngs)
 
     def __call__(self, toks):
-      h = self.embed(toks) + self.pos[...][: toks.shape[1]]
+      h = self.embed(toks) + self.pos[...][None, : toks.shape[1]]
       mask = nnx.make_causal_mask(toks)
       h = h + self.attn(self.ln1(h), mask=mask)
       h = h + self.down(jax.nn.gelu(self.up(self.ln2(h))))
