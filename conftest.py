@@ -7,9 +7,7 @@ promotion and rank-promotion errors here, the same two settings as tests/conftes
 import jax
 import pytest
 
-# Strict dtype promotion is not on yet: optax's own Adam (inside several toy settings) computes
-# float ** int32, and the newest tests were not yet made strict-clean. Rank promotion is an error.
-jax.config.update("jax_numpy_dtype_promotion", "standard")
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # Doctests that run under standard promotion, and why (their examples show plain user code).
@@ -20,6 +18,9 @@ STANDARD_PROMOTION_DOCTESTS = {
                                              "bias correction computes float ** int32",
     "optzoo.testing": "the example runs the kit on optax.adam, whose bias correction computes "
                       "float ** int32",
+    "optzoo._src.metaoptimize": "the example's base is optax.scale_by_adam()",
+    "optzoo.sweep": "the example sweeps optax.adam (float ** int32)",
+    "optzoo.strategies": "the example trains with optax.adam (float ** int32)",
 }
 
 

@@ -13,7 +13,8 @@ For each registry optimizer the script
 3. runs a few jitted steps (no sharding annotations: XLA propagates them), and checks that
    every state leaf that mirrors a param has that param's sharding after ``init`` and after the
    updates, and that params match the same steps on one device to ``--tol`` (1e-5; see
-   :data:`KNOWN_DRIFT` for the one optimizer that cannot, and why).
+   :data:`EXAMPLE_KWARGS` for the one optimizer run at another setting than its toy kwargs, and
+   why).
 
 On a CPU-only machine the script asks XLA for 8 host devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=8``, set below unless already set)::
@@ -61,16 +62,15 @@ from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 from optzoo import layouts, models, registry, training  # noqa: E402
 
 
-#: Optimizers whose sharded run cannot match one device to 1e-5, measured, with the bound the
-#: script holds them to instead and why. AdaHessian (toy kwargs: lr 0.15, eps 1e-3) divides by
-#: |H z| + eps: the sharded Hessian-vector product equals the one-device one to ~1e-6 absolute
-#: (float32 sums in another order), but where |H z| is ~1e-3 the step's sensitivity to it,
-#: lr |g| / (|H z| + eps)^2, is ~2,500, so the first step already differs by ~1e-4 (measured:
-#: 1.0e-4 on 8 simulated CPU devices, at 'lm_head' kernel).
-KNOWN_DRIFT = {
-    "adahessian": (1e-3, "step divides by |Hz| + eps: reduction-order noise of the sharded HVP "
-                         "(~1e-6) amplified ~2,500x where |Hz| ~ eps"),
-}
+#: Settings this example uses instead of an entry's toy kwargs, and why. AdaHessian divides by
+#: |H z| + eps; at its toy eps (1e-3) the step's sensitivity to the Hessian diagonal,
+#: lr |g| / (|H z| + eps)^2, is in the thousands where |H z| is small (the attention key
+#: kernel), so the float32 reduction-order noise of a sharded Hessian-vector product (~1e-6,
+#: sums in another order) grows to 2e-3..4e-3 after 3 steps, and by how much changes from run
+#: to run with the threads' scheduling. At eps 1e-1 the same sharded steps equal one device to
+#: ~6e-7 (measured on 8 simulated CPU devices), so the comparison tests the sharding and not the
+#: conditioning of the toy setting.
+EXAMPLE_KWARGS = {"adahessian": {"eps": 1e-1}}
 
 
 # ----------------------------------------------------------------------------- mesh and rules
@@ -154,12 +154,12 @@ def sharded_problem(mesh) -> Problem:
 
 
 def make_optimizer(entry, model):
-  """The entry's optimizer with its toy kwargs; LANTON gets the model's layouts when its
-  factory takes ``layouts=``."""
+  """The entry's optimizer with its toy kwargs (and :data:`EXAMPLE_KWARGS`); LANTON gets the
+  model's layouts when its factory takes ``layouts=``."""
   extra = {}
   if "layouts" in inspect.signature(entry.factory).parameters:
     extra["layouts"] = layouts.from_nnx(model)
-  return entry.make(**extra)
+  return entry.make(**extra, **EXAMPLE_KWARGS.get(entry.name, {}))
 
 
 def make_step(tx, graphdef, extra_args, out_shardings=None):
@@ -258,8 +258,8 @@ def run_one(entry, prob: Problem, mesh, steps: int, tol: float, compare: bool = 
              for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(p),
                                      jax.tree.leaves(prob.params))
              if not x.sharding.is_equivalent_to(y.sharding, x.ndim)]
-  row = {"name": entry.name, "mirroring_leaves": len(mirrors(state, prob.params)),
-         "sharding_errors": errors}
+  row = {"name": entry.name, "example_kwargs": EXAMPLE_KWARGS.get(entry.name, {}),
+         "mirroring_leaves": len(mirrors(state, prob.params)), "sharding_errors": errors}
   if compare:
     q, sq, frozen, batch = jax.device_put(
         to_host((prob.params, state, prob.frozen, prob.batch)), jax.local_devices()[0])
@@ -267,10 +267,7 @@ def run_one(entry, prob: Problem, mesh, steps: int, tol: float, compare: bool = 
       q, sq, _ = step(q, sq, frozen, batch)
     diff, leaf = worst_leaf(to_host(p), jax.device_get(q))
     row.update(max_abs_diff=diff, worst_leaf=leaf, tol=tol, equal=diff <= tol)
-    if not row["equal"] and entry.name in KNOWN_DRIFT:
-      bound, why = KNOWN_DRIFT[entry.name]
-      row.update(known_drift=bound, why=why, within_known_drift=diff <= bound)
-  row["ok"] = not errors and (row.get("equal", True) or row.get("within_known_drift", False))
+  row["ok"] = not errors and row.get("equal", True)
   row["seconds"] = round(time.perf_counter() - t0, 1)
   return row
 

@@ -291,10 +291,13 @@ def temp_bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
   the accelerator at hand) with ``obj_fn`` a sum of squares; see
   :func:`optzoo.temp_bytes_per_param`. Compiles once per entry and size (cached)."""
   key = (id(entry), n_params)
+  # a measurement: standard promotion whatever the caller's setting (entries built on optax's
+  # Adam compute float ** int32, which strict promotion refuses)
   if key not in _TEMP_BYTES:
-    _TEMP_BYTES[key] = _temp_bytes_per_param(
-        entry.make(), objectives.synthetic_params(n_params), entry.extra_args,
-        device=jax.devices("cpu")[0])
+    with jax.numpy_dtype_promotion("standard"):
+      _TEMP_BYTES[key] = _temp_bytes_per_param(
+          entry.make(), objectives.synthetic_params(n_params), entry.extra_args,
+          device=jax.devices("cpu")[0])
   return _TEMP_BYTES[key]
 
 

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optzoo import objectives as _objectives
+from optzoo._src import trees
 
 try:
   from hypothesis import HealthCheck, settings
@@ -146,7 +147,7 @@ def _fill(shapes, values: np.ndarray):
 
 
 def _flat32(params) -> jax.Array:
-  leaves = [jnp.ravel(x).astype(jnp.promote_types(x.dtype, jnp.float32))
+  leaves = [jnp.ravel(x).astype(trees.promote(x.dtype, jnp.float32))
             for x in jax.tree.leaves(params)]
   return jnp.concatenate(leaves)
 
@@ -233,7 +234,7 @@ def _rosenbrock(dims: int, scale: float, dtype, seed: int) -> DrawnObjective:
   offset[0] = -2.2
   start = jnp.asarray(np.asarray(center, np.float64) + offset
                       + rng.uniform(-0.1, 0.1, dims), dtype)
-  c32 = center.astype(jnp.promote_types(dtype, jnp.float32))
+  c32 = center.astype(trees.promote(dtype, jnp.float32))
 
   def loss(x):
     y = x.astype(c32.dtype) - c32 + 1.0
@@ -287,7 +288,7 @@ def _logistic(samples: int, features: int, l2: float, label_noise: float, dtype,
   y = (x @ rng.normal(size=features) + 0.5 * rng.normal(size=samples) > 0).astype(np.float64)
   y = np.where(rng.uniform(size=samples) < label_noise, 1.0 - y, y)
   sol = _newton(np.concatenate([x, np.ones((samples, 1))], axis=1), y, l2)
-  ct = jnp.promote_types(dtype, jnp.float32)
+  ct = trees.promote(dtype, jnp.float32)
   xj, yj = jnp.asarray(x, ct), jnp.asarray(y, ct)
 
   def loss(params):

@@ -20,9 +20,9 @@ cannot be imported by name reliably).
 import jax
 import pytest
 
-# Strict dtype promotion is not on yet: optax's own Adam (inside several toy settings) computes
-# float ** int32, and the newest tests were not yet made strict-clean. Rank promotion is an error.
-jax.config.update("jax_numpy_dtype_promotion", "standard")
+from helpers import OPTAX_ADAM_INSIDE
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
@@ -33,21 +33,14 @@ def pytest_configure(config):
 
 
 # conformance_test.py (its owner's file, not edited here) runs every registry entry through
-# the kit. These (entry, check) pairs go through code that strict promotion rejects: optax's (no
-# fix in optzoo can reach it), and two library sites that promote bfloat16 leaves with float32
-# values where no one-line cast keeps today's dtypes (left to the library's owners).
-_OPTAX_ADAM = "built on optax's Adam, whose bias correction computes float ** int32"
+# the kit. These (entry, check) pairs go through optax code that strict promotion rejects (no fix
+# in optzoo can reach it).
 _CONFORMANCE_STANDARD_PROMOTION = {
-    **{(name, None): _OPTAX_ADAM
-       for name in ("lanton", "metaoptimize", "noise_adaptive_layerwise")},
+    **{(name, None): why for name, why in OPTAX_ADAM_INSIDE.items()},
     (None, "multisteps"): "optax.MultiSteps divides its float32 accumulator by an int32 count",
     **{(name, "convergence"): "the registry's learning rate is an optax.cosine_decay_schedule "
                               "(jnp.minimum of the int32 count and a float)"
        for name in ("lion", "microadam")},
-    ("mada", "dtypes"): "bfloat16 params: mada.py's _direction mixes the float32 coefficients "
-                        "with bfloat16 moments throughout",
-    ("krylov_cubic_newton", "dtypes"): "bfloat16 params: krylov.py's _l2_regularized adds the "
-                                       "bfloat16 decay term to the float32 loss",
 }
 
 # the checks of those entries that pass strict anyway (no update call, or skipped): not marked
@@ -69,13 +62,30 @@ def pytest_collection_modifyitems(config, items):
         break
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item):
+def _promotion(item):
+  """The dtype promotion ``item`` runs under: 'standard' when marked (with its reason)."""
   marker = item.get_closest_marker("standard_promotion")
   if marker is None:
-    return (yield)
+    return None
   reason = marker.args[0] if marker.args else marker.kwargs.get("reason")
   if not isinstance(reason, str) or not reason.strip():
     raise pytest.UsageError(f"{item.nodeid}: standard_promotion needs a reason")
+  return "standard"
+
+
+# setup too: a module-scoped fixture (the leaderboard's quick run) is built in its first test's
+# setup
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+  if _promotion(item) is None:
+    return (yield)
+  with jax.numpy_dtype_promotion("standard"):
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+  if _promotion(item) is None:
+    return (yield)
   with jax.numpy_dtype_promotion("standard"):
     return (yield)

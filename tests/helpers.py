@@ -97,3 +97,22 @@ def with_standard_promotion(tx: optax.GradientTransformation) -> optax.GradientT
       return tx.update(updates, state, params, **extra_args)
 
   return optax.GradientTransformationExtraArgs(init, update)
+
+
+#: Registry entries whose default optimizer runs optax's Adam (a vector optimizer or a base), and
+#: why that needs JAX's standard promotion.
+OPTAX_ADAM_INSIDE = {
+    name: "built on optax's Adam, whose bias correction computes float ** int32"
+    for name in ("lanton", "metaoptimize", "noise_adaptive_layerwise")}
+
+
+def registry_names_marked() -> list[Any]:
+  """``registry.names()`` as pytest params, those of :data:`OPTAX_ADAM_INSIDE` marked
+  ``standard_promotion`` with the reason."""
+  import pytest  # noqa: PLC0415
+
+  from optzoo import registry  # noqa: PLC0415
+
+  return [pytest.param(n, marks=pytest.mark.standard_promotion(OPTAX_ADAM_INSIDE[n]))
+          if n in OPTAX_ADAM_INSIDE else n for n in registry.names()]
+

@@ -16,6 +16,12 @@ from optzoo import layouts, lmo, models
 from optzoo import default_lanton_labels, lanton, noise_adaptive_layerwise, scale_by_lanton
 
 
+OPTAX_ADAMW = ("lanton's default vector optimizer is optax.adamw, whose bias "
+               "correction computes float ** int32")
+
+OPTAX_INNER = ("the wrapped optimizer is optax's Adam, whose bias correction computes "
+               "float ** int32")
+
 def _leaves(tree):
   return jax.tree.leaves(tree)
 
@@ -78,6 +84,7 @@ def test_one_rate_per_layer_and_newton_schulz_on_the_matrix_view(name):
       _assert_in_band(um[k], gm[k])
 
 
+@pytest.mark.standard_promotion(OPTAX_ADAMW)
 def test_query_kernel_is_one_matrix_and_attention_biases_are_vectors():
   prob = models.get("transformer")
   params = prob.init()
@@ -120,6 +127,7 @@ def test_dual_norms_and_scales_use_the_matrix_view():
     np.testing.assert_allclose(float(pick(state.noise)), want, rtol=1e-5)
 
 
+@pytest.mark.standard_promotion(OPTAX_ADAMW)
 def test_scanned_stack_needs_its_layout_and_stack_axes_give_the_same_numbers():
   prob = models.get("scanned")
   params = prob.init()
@@ -139,6 +147,7 @@ def test_scanned_stack_needs_its_layout_and_stack_axes_give_the_same_numbers():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.standard_promotion(OPTAX_INNER)
 def test_wrapper_one_rate_per_layer_on_the_scanned_model():
   prob = models.get("scanned")
   params = prob.init()
@@ -160,6 +169,7 @@ def _split_grads(params, seed):
   return treedef.unflatten([0.1 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
 
 
+@pytest.mark.standard_promotion(OPTAX_ADAMW)
 def test_split_estimator_on_a_model_with_biases():
   prob = models.get("transformer")
   params = prob.init()
@@ -176,6 +186,7 @@ def test_split_estimator_on_a_model_with_biases():
     assert all(bool(jnp.all(jnp.isfinite(v))) for v in _leaves(u))
 
 
+@pytest.mark.standard_promotion(OPTAX_ADAMW)
 def test_split_estimator_inside_a_users_partition_with_frozen_leaves():
   rng = np.random.default_rng(0)
   params = {"frozen": {"kernel": jnp.asarray(rng.normal(size=(4, 6)), jnp.float32)},
@@ -292,6 +303,8 @@ def test_loss_scale_invariance_from_1e_minus_6_to_1e6():
       np.testing.assert_allclose(a, b, rtol=1e-4)
 
 
+@pytest.mark.standard_promotion(
+    "the wrapped optimizer is optax's Adam with bfloat16 moments (float32 updates mixed in)")
 def test_previous_gradient_buffer_keeps_float32_with_bfloat16_momentum():
   """A constant gradient has zero noise: a bfloat16 buffer's rounding would read as noise."""
   params = _params()
@@ -333,6 +346,7 @@ def test_gradient_shapes_are_checked_and_the_leaf_named(who):
     tx.update({"w": jnp.ones((3, 4)), "v": jnp.ones((5, 4))}, state, params)
 
 
+@pytest.mark.standard_promotion(OPTAX_ADAMW)
 @pytest.mark.parametrize("who", sorted(_MAKERS))
 def test_empty_pytree_gives_empty_updates(who):
   tx = _MAKERS[who]()

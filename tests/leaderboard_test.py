@@ -15,6 +15,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import common  # noqa: E402
 import run  # noqa: E402
 
+# the module's fixture runs once: all its tests on one pytest-xdist worker (--dist loadgroup)
+pytestmark = [pytest.mark.xdist_group("leaderboard"),
+              pytest.mark.standard_promotion(
+                  "the leaderboard runs optax's baselines and schedules (float ** int32)")]
+
 PLOTS = ("leaderboard_curves.png", "leaderboard_lr.png", "leaderboard_steps.png",
          "leaderboard_rosenbrock.png")
 

@@ -19,6 +19,7 @@ from helpers import assert_trees_close, run, with_standard_promotion
 FROZEN = {"learn": (), "v_init": 0.0}  # the corners: nothing learned, v starts at 0
 
 
+
 def _params(seed=0):
   rng = np.random.default_rng(seed)
   return {"w": jnp.asarray(rng.normal(size=(4, 3))), "b": jnp.asarray(rng.normal(size=5)),
@@ -372,7 +373,7 @@ def test_float32_gradients_of_1e20_give_finite_updates_like_amsgrad(name):
 
   txs = [optzoo.mada(1e-2, **_OVERFLOW_CONFIGS[name])]
   if name == "default":  # the yardstick: optax.amsgrad stays finite here
-    txs.append(optax.amsgrad(1e-2))
+    txs.append(with_standard_promotion(optax.amsgrad(1e-2)))
   for tx in txs:
     state, params = tx.init(p), p
     update = jax.jit(tx.update)

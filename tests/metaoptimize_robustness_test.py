@@ -15,6 +15,10 @@ import pytest
 import optzoo
 from optzoo import metaoptimize, metaoptimize_learning_rates, objectives
 
+# every test here runs optax code that strict promotion refuses
+pytestmark = pytest.mark.standard_promotion(
+    "the bases are optax's scale_by_adam and friends (float ** int32 in the bias correction)")
+
 PARAMS = {"a": jnp.linspace(-1.0, 1.0, 5),
           "b": {"kernel": jnp.arange(12.0).reshape(4, 3) / 12.0, "bias": jnp.zeros(3)}}
 LABELS = {"a": "x", "b": {"kernel": "y", "bias": "x"}}

@@ -1,7 +1,8 @@
 """examples/sharded_training.py: every registry optimizer trains a flax.nnx transformer with params
 and state sharded over a (data=2, fsdp=4) mesh of 8 simulated CPU devices; mirroring state
 leaves keep their param's sharding after jit(init) and after jitted updates, and params equal
-the one-device run to 1e-5 (AdaHessian: its measured, documented drift).
+the one-device run to 1e-5 (AdaHessian at eps 0.1, where the comparison is well conditioned:
+the example's EXAMPLE_KWARGS says why).
 
 The example runs once, in a child process (XLA reads the device count when it starts), over
 all optimizers. LLVM's optimizations are turned down there: the check is about sharding and
@@ -20,6 +21,9 @@ import sys
 import pytest
 
 from optzoo import registry
+
+# the module's fixture runs once: all its tests on one pytest-xdist worker (--dist loadgroup)
+pytestmark = pytest.mark.xdist_group("sharded")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "sharded_training.py"
@@ -65,18 +69,15 @@ def test_state_keeps_the_params_shardings(rows, name):
 def test_sharded_run_equals_one_device(rows, name):
   row = rows[name]
   assert row["tol"] == 1e-5
-  if "known_drift" in row:  # measured and documented in the example's KNOWN_DRIFT
-    assert row["within_known_drift"], row
-    assert row["max_abs_diff"] <= row["known_drift"], row
-  else:
-    assert row["equal"], (f"{name}: sharded params differ from one device by "
-                          f"{row['max_abs_diff']:.3g} at {row['worst_leaf']}")
+  assert row["equal"], (f"{name}: sharded params differ from one device by "
+                        f"{row['max_abs_diff']:.3g} at {row['worst_leaf']}")
 
 
-def test_only_adahessian_needs_its_documented_drift(rows):
-  drifting = sorted(n for n, r in rows.items() if not n.startswith("__") and not r["equal"])
-  assert drifting in ([], ["adahessian"]), drifting
+def test_the_example_exits_cleanly_and_departs_from_toy_kwargs_only_where_it_says(rows):
   assert rows["__returncode__"] == 0, rows["__stdout__"][-3000:]
+  departing = {n: r["example_kwargs"] for n, r in rows.items()
+               if not n.startswith("__") and r["example_kwargs"]}
+  assert departing == {"adahessian": {"eps": 0.1}}, departing
 
 
 def test_nothing_in_optzoo_assumes_one_host():
@@ -89,8 +90,9 @@ def test_nothing_in_optzoo_assumes_one_host():
                        r"experimental\.io_callback|debug\.callback)\b")
   offenders = []
   for path in sorted((REPO / "optzoo").rglob("*.py")):
-    if path.name in ("testing.py", "pytest_plugin.py", "strategies.py"):
-      continue  # test tooling, not training code
+    if path.name in ("testing.py", "pytest_plugin.py", "strategies.py", "registry.py",
+                     "sweep.py"):
+      continue  # test and benchmark tooling (it measures on this host), not training code
     for i, line in enumerate(path.read_text().splitlines(), 1):
       if pattern.search(line):
         offenders.append(f"{path.relative_to(REPO)}:{i}: {line.strip()}")

@@ -24,10 +24,15 @@ from hypothesis import strategies as st
 
 from optzoo import registry, strategies, training
 
+from helpers import registry_names_marked
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FEW = settings(max_examples=6, deadline=None, database=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow])
 
+
+OPTAX_EXAMPLE = ("the module's example trains with optax.adam, whose bias correction "
+                 "computes float ** int32")
 
 def _env():
   env = dict(os.environ)
@@ -108,7 +113,7 @@ def test_fixed_arguments_are_respected():
 
 
 # ----------------------------------------------------------------------------- hyperparameters
-@pytest.mark.parametrize("name", registry.names())
+@pytest.mark.parametrize("name", registry_names_marked())
 def test_drawn_hyperparameters_build_working_optimizers(name):
   entry = registry.get(name)
 
@@ -154,6 +159,7 @@ def test_hyperparameters_for_your_own_optimizer():
     strategies.hyperparameters(subject)
 
 
+@pytest.mark.standard_promotion(OPTAX_EXAMPLE)
 def test_module_docstring_examples_run():
   result = doctest.testmod(strategies, optionflags=doctest.ELLIPSIS)
   assert result.failed == 0 and result.attempted >= 5

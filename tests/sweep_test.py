@@ -9,6 +9,11 @@ import pytest
 import optzoo
 from optzoo import registry, sweep
 
+# every test here runs optax code that strict promotion refuses
+pytestmark = pytest.mark.standard_promotion(
+    "the sweeps run optax.adam and optax's schedules (float ** int32, int32 counts mixed with "
+    "floats)")
+
 STEPS = 24
 X = jax.random.normal(jax.random.PRNGKey(42), (64, 5))
 Y = X @ jnp.arange(1.0, 6.0) + 0.1 * jax.random.normal(jax.random.PRNGKey(43), (64,))

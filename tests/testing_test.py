@@ -99,6 +99,8 @@ def test_bad_input_cases_are_documented_in_the_module_docstring():
   assert "18. ``bad_input``" in testing.__doc__ and "bad_input" in testing.CHECKS
 
 
+@pytest.mark.standard_promotion(
+    'runs the kit on optax.adam (float ** int32)')
 def test_optax_adam_bad_inputs_all_correct_but_its_shape_errors_are_not_clear():
   """optax.adam: right results everywhere, but a transposed gradient fails with a broadcasting
   error that names no leaf, and a broadcastable one is accepted silently."""

@@ -368,8 +368,10 @@ def _l2_regularized(obj_fn, updates, params, weight_decay, mask):
 
   def full_obj(p):
     value = obj_fn(p)
-    terms = [jnp.sum(jnp.square(x)) if on else 0.0 for x, on in zip(jax.tree.leaves(p), flags)]
-    return value + 0.5 * weight_decay * sum(terms)
+    terms = [jnp.sum(jnp.square(x.astype(trees.promote(value.dtype, x.dtype))))
+             for x, on in zip(jax.tree.leaves(p), flags) if on]
+    reg = sum(terms).astype(value.dtype) if terms else 0.0
+    return value + 0.5 * weight_decay * reg
 
   treedef = jax.tree.structure(updates)
   grads = [(g + weight_decay * x).astype(g.dtype) if on else g

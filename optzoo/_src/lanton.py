@@ -263,7 +263,8 @@ def layer_rates(
       if normalize == "min":
         ref, upper = jnp.min(jnp.where(active, flat, jnp.inf)), 1.0
       else:
-        masked = jnp.sum(jnp.where(active, flat, 0.0)) / jnp.maximum(jnp.sum(active), 1)
+        masked = (jnp.sum(jnp.where(active, flat, 0.0))
+                  / jnp.maximum(jnp.sum(active, dtype=flat.dtype), 1.0))
         ref, upper = jnp.where(jnp.all(active), jnp.mean(flat), masked), r_max
       ref = jnp.where(jnp.any(active), ref, 0.0)
     for i, h in zip(members, hs):
@@ -307,7 +308,7 @@ def _rate_rule(b2, noise_estimator, normalize, r_min, r_max, rate_eps, warmup_st
 
 
 def _at_least_f32(dtype) -> Any:
-  return jnp.promote_types(dtype, jnp.float32)
+  return trees.promote(dtype, jnp.float32)
 
 
 def _init_rate_fields(rule: _RateRule, params, layer_shapes):
@@ -328,7 +329,7 @@ def _init_rate_fields(rule: _RateRule, params, layer_shapes):
 
 def _diff(a: jax.Array, b: jax.Array) -> jax.Array:
   """``a - b`` in at least float32."""
-  dt = _at_least_f32(jnp.promote_types(a.dtype, b.dtype))
+  dt = _at_least_f32(trees.promote(a.dtype, b.dtype))
   return a.astype(dt) - b.astype(dt)
 
 
@@ -636,7 +637,8 @@ def _lanton_update(cfg: _Lanton, updates, state: ScaleByLantonState, params, ext
   count = state.count
   b1 = cfg.b1
 
-  mu_new = [((1.0 - b1) * g + b1 * m).astype(m.dtype) for g, m in zip(g_leaves, mu_old)]
+  mu_new = [((1.0 - b1) * g.astype(ct) + b1 * m.astype(ct)).astype(m.dtype)
+            for g, m in zip(g_leaves, mu_old) for ct in [trees.promote(g.dtype, m.dtype)]]
   if cfg.nesterov:
     dirs_in = [(1.0 - b1) * g + b1 * m.astype(g.dtype) for g, m in zip(g_leaves, mu_new)]
   else:

@@ -511,7 +511,11 @@ def _leaf_step(cfg: _Config, rule: _StepRule, kap: _Coeffs, t, first, cd,
                g, m, v, vb, n, prev_grad, ell) -> tuple[Any, ...]:
   """The direction, the new state and the tangents of one leaf, cast to the state's dtypes:
   ``(u, m, v, vbar, n, prev_grad, l, *tangents)``, one fused pass per leaf."""
-  u, f = _direction(kap, g.astype(cd) if cd == jnp.float64 else g, m, v, vb, n, prev_grad, ell,
+  # one compute dtype for the leaf: the coefficients' (float32 or float64) or wider, so that
+  # bfloat16 or float16 moments are widened explicitly, not by implicit promotion
+  ct = trees.promote(cd, g.dtype)
+  u, f = _direction(kap, *(None if x is None else x.astype(ct)
+                           for x in (g, m, v, vb, n, prev_grad, ell)),
                     t=t, first=first, rule=rule)
   tangents = _tangents(kap, f, t, cfg.learned, rule)
   return (u.astype(g.dtype), f.m.astype(m.dtype), f.v.astype(v.dtype), _cast(f.vb, vb),

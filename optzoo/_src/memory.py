@@ -68,7 +68,7 @@ def update_temp_bytes_per_param(tx: Any, params: Any, extra_args: Any = (),
     loss_fn: the objective for ``extra_args``. Default: ``0.5 * sum of squares`` of the
       params, so the figure is the optimizer's own temporaries, not a model's activations
       (a real model's HVP adds those of its forward and backward passes).
-    device: compile for this device (e.g. ``jax.devices("cpu")[0]``); default: the default
+    device: compile for this device (for example the first CPU device); default: the default
       device. The figure depends on the backend and the XLA version.
 
   Returns:

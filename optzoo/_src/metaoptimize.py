@@ -241,8 +241,11 @@ def _probe_base(base, params) -> None:
 
 
 def _probe_message(base, params, paths) -> str | None:
-  """Why the probe refuses ``base`` on ``params``, or None."""
-  with jax.ensure_compile_time_eval():  # concrete values even when init is traced
+  """Why the probe refuses ``base`` on ``params``, or None. The probe is optzoo's own check, so
+  it runs under JAX's standard dtype promotion whatever the user's setting (optax's Adam, for
+  one, computes ``float ** int32``, which strict promotion refuses); the base's real updates
+  run under the user's setting."""
+  with jax.ensure_compile_time_eval(), jax.numpy_dtype_promotion("standard"):
     w, g = _probe_leaves(params)
     g_np = [np.asarray(x).astype(np.complex128) for x in jax.tree.leaves(g)]
     try:
@@ -509,7 +512,7 @@ def _trace_dtype(cfg: _Config, dtype) -> Any:
   if cfg.trace_dtype is not None:
     dt = jnp.dtype(cfg.trace_dtype)
     if jnp.issubdtype(dtype, jnp.complexfloating) and not jnp.issubdtype(dt, jnp.complexfloating):
-      dt = jnp.promote_types(dt, jnp.complex64)  # a complex trace for complex params
+      dt = trees.promote(dt, jnp.complex64)  # a complex trace for complex params
     return dt
   dtype = jnp.dtype(dtype)  # at least float32 (complex64 for complex params), spelled out
   if jnp.issubdtype(dtype, jnp.complexfloating):

@@ -3,6 +3,7 @@
 * :func:`leaf_values`: the one resolver from a user's mask / labels / groups argument (None, a
   callable ``tree -> tree`` or a prefix pytree) to one value per leaf.
 * :func:`unzip`: per-leaf output tuples back into a tuple of trees.
+* :func:`promote`: the dtype JAX's standard promotion gives, to name an explicit cast target.
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
+
+
+def promote(*dtypes: Any) -> Any:
+  """The dtype that JAX's standard promotion gives ``dtypes`` (for example bfloat16 and float32
+  give float32), also under ``jax_numpy_dtype_promotion='strict'``: it names the target of an
+  explicit cast, so no implicit promotion happens."""
+  with jax.numpy_dtype_promotion("standard"):
+    return jnp.promote_types(*dtypes) if len(dtypes) == 2 else jnp.result_type(*dtypes)
 
 
 def _is_none(x: Any) -> bool:
