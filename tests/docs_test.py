@@ -30,7 +30,7 @@ PUBLIC_MODULES = sorted(p.stem for p in (REPO / "optzoo").glob("*.py")
 WARNING = re.compile(r"\b(WARNING|ERROR|SEVERE|CRITICAL)\b:")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def build(tmp_path_factory):
   """(sphinx-build's return code, its warning lines, the html directory)."""
   out = tmp_path_factory.mktemp("docs") / "html"

@@ -24,7 +24,7 @@ PLOTS = ("leaderboard_curves.png", "leaderboard_lr.png", "leaderboard_steps.png"
          "leaderboard_rosenbrock.png")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quick(tmp_path_factory):
   out = tmp_path_factory.mktemp("leaderboard")
   cpu = time.process_time()

@@ -116,7 +116,7 @@ def _clean_env() -> dict[str, str]:
   return env
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dists(tmp_path_factory):
   """(wheel, sdist) built from a copy of the checkout."""
   tmp = tmp_path_factory.mktemp("build")

@@ -35,7 +35,7 @@ MIRRORING = ("lion", "avgrad", "mada", "adahessian", "metaoptimize", "lanton",
              "noise_adaptive_layerwise")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rows():
   env = dict(os.environ, XLA_FLAGS=FLAGS, JAX_PLATFORMS="cpu")
   env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
