@@ -20,9 +20,6 @@ import pytest
 
 import optzoo
 
-# the module's fixture runs once: all its tests on one pytest-xdist worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("docs")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 PUBLIC_MODULES = sorted(p.stem for p in (REPO / "optzoo").glob("*.py")

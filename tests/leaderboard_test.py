@@ -15,24 +15,30 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import common  # noqa: E402
 import run  # noqa: E402
 
-# the module's fixture runs once: all its tests on one pytest-xdist worker (--dist loadgroup)
-pytestmark = [pytest.mark.xdist_group("leaderboard"),
-              pytest.mark.standard_promotion(
-                  "the leaderboard runs optax's baselines and schedules (float ** int32)")]
+pytestmark = pytest.mark.standard_promotion(
+    "the leaderboard runs optax's baselines and schedules (float ** int32)")
 
 PLOTS = ("leaderboard_curves.png", "leaderboard_lr.png", "leaderboard_steps.png",
          "leaderboard_rosenbrock.png")
 
 
-@pytest.fixture(scope="session")
-def quick(tmp_path_factory):
-  out = tmp_path_factory.mktemp("leaderboard")
+def _quick(tmp_path):
   cpu = time.process_time()
-  results, meta = run.main(["--quick", "--out", str(out)])
-  return out, results, meta, time.process_time() - cpu
+  results, meta = run.main(["--quick", "--out", str(tmp_path)])
+  return tmp_path, results, meta, time.process_time() - cpu
 
 
-def test_quick_run_writes_every_output(quick):
+def test_quick_run(tmp_path):
+  """One --quick run (about 100 s), checked by the four checks below: in one test, so that no
+  two pytest-xdist workers each run it."""
+  quick = _quick(tmp_path)
+  check_every_output_written(quick)
+  check_honesty_on_every_workload(quick)
+  check_full_batch_only_optimizers_skipped_with_a_reason(quick)
+  check_two_minutes_of_cpu(quick)
+
+
+def check_every_output_written(quick):
   out, results, meta, _ = quick
   for name in ("leaderboard.md", "leaderboard.json", *PLOTS):
     assert (out / name).stat().st_size > 0, name
@@ -48,7 +54,7 @@ def test_quick_run_writes_every_output(quick):
   assert 0.0 < row["acc_mean"] <= 1.0
 
 
-def test_quick_run_passes_the_honesty_check_on_every_workload(quick):
+def check_honesty_on_every_workload(quick):
   _, results, meta, _ = quick
   assert meta["honesty_check"] == ["digits", "charlm", "logistic", "rosenbrock"]
   for w in results.values():
@@ -56,14 +62,14 @@ def test_quick_run_passes_the_honesty_check_on_every_workload(quick):
     assert a["final"] == b["final"] and a["rank"] == b["rank"]
 
 
-def test_full_batch_only_optimizers_are_skipped_with_a_reason(quick):
+def check_full_batch_only_optimizers_skipped_with_a_reason(quick):
   out, results, _, _ = quick
   assert "full-batch only" in results["digits"]["rows"]["krylov_cubic_newton"]["skipped"]
   assert "final" in results["logistic"]["rows"]["krylov_cubic_newton"]
   assert "not run" in (out / "leaderboard.md").read_text()
 
 
-def test_quick_run_fits_two_minutes_of_cpu(quick):
+def check_two_minutes_of_cpu(quick):
   # CPU time, not wall time: other jobs on a shared machine stretch the wall clock
   *_, cpu = quick
   assert cpu < 120, f"--quick took {cpu:.0f} s of CPU"

@@ -23,9 +23,6 @@ import zipfile
 
 import pytest
 
-# the module's fixture runs once: all its tests on one pytest-xdist worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("package")
-
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "optzoo"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
