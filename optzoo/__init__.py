@@ -61,7 +61,10 @@ from optzoo.curvature import solve_cubic_subproblem as solve_cubic_subproblem
 
 __version__ = "0.1.0"
 
+# The re-exported names: not the public modules, and not the names pytest's assertion rewriting
+# adds to the modules of an installed pytest plugin's distribution ('@py_builtins', ...).
 __all__ = sorted(
-    name for name in dir() if not name.startswith("_")
-    and name not in ("compression", "curvature", "layouts", "lmo")
+    name for name, value in list(globals().items())
+    if name.isidentifier() and not name.startswith("_")
+    and type(value).__name__ != "module"
 )
