@@ -62,30 +62,29 @@ def pytest_collection_modifyitems(config, items):
         break
 
 
-def _promotion(item):
-  """The dtype promotion ``item`` runs under: 'standard' when marked (with its reason)."""
+def _promotion_marked(item) -> bool:
+  """Whether ``item`` runs under standard promotion (marked, with a non-empty reason)."""
   marker = item.get_closest_marker("standard_promotion")
   if marker is None:
-    return None
+    return False
   reason = marker.args[0] if marker.args else marker.kwargs.get("reason")
   if not isinstance(reason, str) or not reason.strip():
     raise pytest.UsageError(f"{item.nodeid}: standard_promotion needs a reason")
-  return "standard"
+  return True
 
 
-# setup too: a module-scoped fixture (the leaderboard's quick run) is built in its first test's
-# setup
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item):
-  if _promotion(item) is None:
+def _under_marked_promotion(item):
+  if not _promotion_marked(item):
     return (yield)
   with jax.numpy_dtype_promotion("standard"):
     return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):  # setup too: a fixture is built in its first test's setup
+  return (yield from _under_marked_promotion(item))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
-  if _promotion(item) is None:
-    return (yield)
-  with jax.numpy_dtype_promotion("standard"):
-    return (yield)
+  return (yield from _under_marked_promotion(item))
