@@ -221,6 +221,55 @@ TIMED = {
 }
 
 
+# Hidden-noise dual-norm estimators, read against the exact SVD on this model's own noise.
+ESTIMATORS = ("ns", "gram", "fro_bound")
+SAMPLE_EVERY = 20
+
+
+def noise_estimators(data, learning_rate: float, steps: int) -> dict:
+  """Every ``SAMPLE_EVERY`` steps of a LANTON run (seed 0, the schedule of the sweep), the noise
+  ``D = G_t - G_{t-1}`` of every hidden matrix, and each estimator's ``estimate / ||D||_*``: per
+  estimator the range over all samples and the cross-layer spread (max / min of the ratios of
+  one step's layers; the layer rates are ratios of noises, so this spread is what biases them)."""
+  train_seqs, _ = data
+  params = MODEL.init(jax.random.PRNGKey(0), train_seqs[:2, :-1])
+  multiplier = common.schedule(steps)
+  tx = OPTIMIZERS["lanton"](lambda t: learning_rate * multiplier(t))
+  state = tx.init(params)
+  hidden = [lab == "hidden" for lab in jax.tree.leaves(default_lanton_labels(params))]
+  norms = {name: optzoo.lmo.dual_norm(name) for name in ("svd", *ESTIMATORS)}
+
+  @jax.jit
+  def train_step(p, s, key):
+    g = jax.grad(loss_fn)(p, train_seqs[jax.random.randint(key, (BATCH,), 0,
+                                                              train_seqs.shape[0])])
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s, g
+
+  @jax.jit
+  def ratios(g, prev):
+    mats = [a - b for a, b, h in zip(jax.tree.leaves(g), jax.tree.leaves(prev), hidden) if h]
+    true = jnp.stack([norms["svd"](d) for d in mats])
+    return {n: jnp.stack([norms[n](d) for d in mats]) / true for n in ESTIMATORS}
+
+  keys = jax.random.split(jax.random.PRNGKey(0), steps)
+  samples, prev = {n: [] for n in ESTIMATORS}, None
+  for t in range(steps):
+    params, state, g = train_step(params, state, keys[t])
+    if prev is not None and t % SAMPLE_EVERY == 0:
+      for n, r in jax.device_get(ratios(g, prev)).items():
+        samples[n].append(r)
+    prev = g
+  out = {}
+  for n, rs in samples.items():
+    rs = np.stack(rs)  # (samples, layers)
+    spread = rs.max(axis=1) / rs.min(axis=1)
+    out[n] = {"lo": float(rs.min()), "hi": float(rs.max()),
+              "spread_median": float(np.median(spread)), "spread_max": float(spread.max())}
+  return {"layers": int(sum(hidden)), "samples": len(samples["ns"]), "lr": learning_rate,
+          "ratios": out}
+
+
 def _steps_to(curves, target):
   """Per seed, the first evaluated step at or below ``target`` (None: not reached)."""
   out = []
@@ -244,10 +293,11 @@ def run_lanton(quick: bool) -> dict:
   target = results["optax.contrib.muon"]["final"]
   timing = time_steps({name: make for name, (make, _) in TIMED.items()}, data,
                       10 if quick else 30)
+  estimators = noise_estimators(data, results["lanton"]["lr"], steps)
   n_params = sum(x.size for x in jax.tree.leaves(MODEL.init(jax.random.PRNGKey(0),
                                                              train_seqs[:2, :-1])))
   return {"steps": steps, "entropy_rate": rate, "target": target, "results": results,
-          "timing": timing, "n_params": int(n_params), "quick": quick, "grid": list(grid),
+          "timing": timing, "estimators": estimators, "n_params": int(n_params), "quick": quick, "grid": list(grid),
           "seconds": time.time() - t0}
 
 
@@ -433,6 +483,7 @@ def _table(lt: dict, mo: dict | None, machine: str) -> str:
   for name, t in timing.items():
     tgt = "" if TIMED[name][1] is None else f"<= {TIMED[name][1]:.2f}"
     lines.append(f"| {name} | {t['ms']:.2f} | {t['ratio']:.3f} | {tgt} |")
+  lines += _estimator_lines(lt["estimators"])
   lines += ["", "Plots: `layerwise_loss.png` (held-out loss, mean and min..max over seeds), "
             "`layerwise_rates.png` (LANTON's per-layer rates r_l, seed 1).", ""]
   if mo is None:
@@ -443,6 +494,31 @@ def _table(lt: dict, mo: dict | None, machine: str) -> str:
     lines += body + ["", "Plot: `metaoptimize_mlp.png` (this part alone: `metaoptimize_mlp.md`)."
                      if not lt["quick"] else "(quick run: no plot)", ""]
   return "\n".join(lines) + "\n"
+
+
+_COST = {"ns": "one 5-step Newton-Schulz pass per matrix (the momentum's own cost again)",
+         "gram": "one Gram product per matrix (about 1/15 of a Newton-Schulz pass)",
+         "fro_bound": "one reduction"}
+
+
+def _estimator_lines(est: dict) -> list[str]:
+  lines = [
+      "",
+      "Hidden-noise nuclear-norm estimators on this model's own gradient noise "
+      f"(`noise_estimators`: LANTON at lr {est['lr']:.3g}, seed 0; every {SAMPLE_EVERY} steps, "
+      f"{est['samples']} samples of `G_t - G_(t-1)` for each of the {est['layers']} hidden "
+      "matrices), as estimate / exact SVD value. The layer rates are ratios of the layers' "
+      "noises, so the cross-layer spread (max / min of one step's ratios) is the bias an "
+      "estimator puts into the rates; 1.00 would be none:",
+      "",
+      "| estimator | estimate / exact (all samples) | cross-layer spread, median | max | "
+      "extra cost per step |",
+      "|---|---|---:|---:|---|",
+  ]
+  for n, r in est["ratios"].items():
+    lines.append(f"| {n}{' (default)' if n == 'ns' else ''} | {r['lo']:.2f}-{r['hi']:.2f} | "
+                 f"{r['spread_median']:.2f} | {r['spread_max']:.2f} | {_COST[n]} |")
+  return lines
 
 
 def _plots(lt: dict, out) -> None:

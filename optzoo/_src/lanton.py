@@ -727,6 +727,10 @@ def scale_by_lanton(
     dual_norm: nuclear-norm estimator of the hidden noise: 'ns' (default, ``sum(D * NS(D))``,
       batched with the momentum's Newton-Schulz; 6-15% low on random matrices), 'svd'
       (exact), 'gram' (lower bound ``||D||_F^3 / ||D D^T||_F``) or 'fro_bound' (upper bound).
+      'ns' doubles the Newton-Schulz work of the update, yet stays the default: the rates are
+      ratios of noises, and on real gradient noise 'ns' reads every layer alike while 'gram'
+      (one Gram product, far cheaper) reads layers unevenly, which biases the rates.
+      ``noise_every`` spreads the cost over several steps instead.
     labels: None (the layout kinds, :func:`default_lanton_labels`), or a pytree (or prefix, or
       a callable params -> pytree) of 'hidden' / 'embed_head' / 'vector' overriding the group
       (a 'hidden' leaf with a vector layout is a stack over its last two axes).
