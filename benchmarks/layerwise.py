@@ -13,7 +13,8 @@ vectors, weight decay 0.1 for all three) instead of defaults. An ablation runs L
 rate clipped to 1 (``r_min=1``) at LANTON's learning rate. Reported: final held-out loss, steps
 to reach muon's final loss, jitted train-step time (forward, backward and update) as a median
 paired ratio to muon's, loss curves and per-layer rates (read from the state by the sweep's
-``state_fn``).
+``state_fn``), and how well each nuclear-norm estimator of the hidden noise reads this model's
+own gradient noise against the exact SVD (``noise_estimators``).
 
 MetaOptimize part. The data are ``objectives.mlp_data()`` with 20% of the labels redrawn at
 random (fixed seed): the clean blobs are separable, so every run would drive the loss to 0.
@@ -297,8 +298,8 @@ def run_lanton(quick: bool) -> dict:
   n_params = sum(x.size for x in jax.tree.leaves(MODEL.init(jax.random.PRNGKey(0),
                                                              train_seqs[:2, :-1])))
   return {"steps": steps, "entropy_rate": rate, "target": target, "results": results,
-          "timing": timing, "estimators": estimators, "n_params": int(n_params), "quick": quick, "grid": list(grid),
-          "seconds": time.time() - t0}
+          "timing": timing, "estimators": estimators, "n_params": int(n_params), "quick": quick,
+          "grid": list(grid), "seconds": time.time() - t0}
 
 
 # ----------------------------------------------------------------------------- MetaOptimize
