@@ -15,6 +15,13 @@ import numpy as np
 import optax
 
 
+# XLA_FLAGS of the child processes that need 8 simulated CPU devices (XLA reads the device count
+# when it starts). LLVM's optimizations are turned down there: those children check shardings
+# and numerics, which code generation does not change, and compiling is most of their run.
+SHARDED_FLAGS = ("--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
+                 "--xla_llvm_disable_expensive_passes=true")
+
+
 class Run(NamedTuple):
   """What :func:`run` records."""
 

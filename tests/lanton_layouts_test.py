@@ -33,8 +33,9 @@ def _by_name(params, tree):
 
 
 def _one_step(tx, params, grads, **extra):
+  """One jitted update from ``tx``'s init (one compilation instead of an eager op-by-op run)."""
   state = tx.init(params)
-  return tx.update(grads, state, params, **extra)
+  return jax.jit(lambda g, s, p, e: tx.update(g, s, p, **e))(grads, state, params, extra)
 
 
 def _assert_in_band(update_mat, grad_mat):

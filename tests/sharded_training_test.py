@@ -19,12 +19,11 @@ import subprocess
 import sys
 
 
+from helpers import SHARDED_FLAGS
 from optzoo import registry
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "sharded_training.py"
-FLAGS = ("--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
-         "--xla_llvm_disable_expensive_passes=true")
 # optimizers whose state holds param-shaped leaves (MicroAdam's is compressed, Krylov keeps
 # scalars and its subspace coefficients)
 MIRRORING = ("lion", "avgrad", "mada", "adahessian", "metaoptimize", "lanton",
@@ -32,7 +31,7 @@ MIRRORING = ("lion", "avgrad", "mada", "adahessian", "metaoptimize", "lanton",
 
 
 def _rows():
-  env = dict(os.environ, XLA_FLAGS=FLAGS, JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=SHARDED_FLAGS, JAX_PLATFORMS="cpu")
   env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
   proc = subprocess.run([sys.executable, str(EXAMPLE), "--steps", "3"], capture_output=True,
                         text=True, env=env, cwd=REPO, timeout=1200)
@@ -95,7 +94,7 @@ def test_two_processes_share_one_global_mesh():
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=FLAGS.replace("device_count=8", "device_count=4"))
+             XLA_FLAGS=SHARDED_FLAGS.replace("device_count=8", "device_count=4"))
   env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
   procs = [subprocess.Popen(
       [sys.executable, str(EXAMPLE), "--distributed", "--coordinator", f"localhost:{port}",

@@ -20,9 +20,12 @@ def test_state_bytes_counts_every_leaf():
 @pytest.mark.standard_promotion("the kit runs optax.adam, whose bias correction computes "
                                  "float ** int32")
 def test_optax_adam_passes_the_kit_except_validation():
+  # 'models' (two flax models, one compiled training loop each) passes the nine registry
+  # entries in conformance_test.py; it is left out here for the suite's time
   report = testing.check_optimizer(
       optax.adam, {"learning_rate": 1e-2},
-      checks=[c for c in testing.CHECKS if c not in ("validation", "convergence", "bad_input")])
+      checks=[c for c in testing.CHECKS
+              if c not in ("validation", "convergence", "bad_input", "models")])
   assert report["jit"] == "ok"
   # this process sees one CPU device (the multi-device run is tests/sharding_child.py)
   assert jax.device_count() == 1 and report["sharding"].startswith("skipped: needs >= 2 devices")
