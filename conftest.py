@@ -59,4 +59,3 @@ def pytest_collection_modifyitems(items):
     return len(LONGEST_FIRST)
 
   items.sort(key=rank)  # stable: every other item keeps its place
-

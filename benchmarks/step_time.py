@@ -190,7 +190,7 @@ PAIRS: list[Pair] = [
              lambda: optzoo.metaoptimize(optax.scale_by_adam(), initial_learning_rate=1e-3),
              lambda: optax.adam(1e-3))),
     # LANTON at its defaults: the noise's nuclear norm ('ns') is one more Newton-Schulz pass
-    # per matrix than muon's (fused into the same batched call), so its floor is about 1.8x.
+    # per matrix than muon's (fused into the same batched call): the floor column shows it.
     Pair("lanton (defaults, dual_norm='ns') vs optax.contrib.muon",
          update_only_build(lambda: optzoo.lanton(1e-3), _muon), target=1.10),
     # The cheap Gram (Schatten-4) estimate of the noise instead: report only, since it misreads
