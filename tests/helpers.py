@@ -7,6 +7,10 @@ tests/conftest.py and of every test module), under pytest-xdist too. The name ma
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -123,3 +127,31 @@ def registry_names_marked() -> list[Any]:
   return [pytest.param(n, marks=pytest.mark.standard_promotion(OPTAX_ADAM_INSIDE[n]))
           if n in OPTAX_ADAM_INSIDE else n for n in registry.names()]
 
+
+# ----------------------------------------------------------------------------- child pytest runs
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def repo_env() -> dict[str, str]:
+  """This environment with the checkout first on ``PYTHONPATH``, for child processes."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+  return env
+
+
+def _plugin_args() -> list[str]:
+  """``-p optzoo.pytest_plugin`` unless an installed optzoo already registers it (pytest11)."""
+  import importlib.metadata  # noqa: PLC0415
+
+  installed = importlib.metadata.entry_points(group="pytest11")
+  return [] if any(ep.value == "optzoo.pytest_plugin" for ep in installed) else [
+      "-p", "optzoo.pytest_plugin"]
+
+
+def run_pytest(path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
+  """pytest on the test file ``path`` in a child process, with optzoo's plugin loaded, as a
+  user's project runs it."""
+  return subprocess.run(
+      [sys.executable, "-m", "pytest", *_plugin_args(), "-p", "no:cacheprovider",
+       "-q", "-rs", str(path), *args],
+      capture_output=True, text=True, env=repo_env(), cwd=path.parent, timeout=900)

@@ -1,13 +1,11 @@
-"""optzoo.strategies (Hypothesis strategies for property tests) and optzoo.pytest_plugin: the
-drawn objectives have the minimizers they claim, drawn hyperparameters build working optimizers
-for every registry entry, the README's property test and plugin example run as written, and
-Hypothesis stays an optional dependency."""
+"""optzoo.strategies (Hypothesis strategies for property tests): the drawn objectives have the
+minimizers they claim, drawn hyperparameters build working optimizers for every registry entry,
+the README's property test runs as written, and Hypothesis stays an optional dependency (the
+plugin's own tests are in pytest_plugin_test.py)."""
 
 from __future__ import annotations
 
 import doctest
-import os
-import pathlib
 import re
 import subprocess
 import sys
@@ -24,21 +22,14 @@ from hypothesis import strategies as st
 
 from optzoo import registry, strategies, training
 
-from helpers import registry_names_marked
+from helpers import REPO, registry_names_marked, repo_env, run_pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 FEW = settings(max_examples=6, deadline=None, database=None, derandomize=True,
                suppress_health_check=[HealthCheck.too_slow])
 
 
 OPTAX_EXAMPLE = ("the module's example trains with optax.adam, whose bias correction "
                  "computes float ** int32")
-
-def _env():
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-  return env
-
 
 def _max_abs(tree) -> float:
   return max(float(jnp.max(jnp.abs(x.astype(jnp.float32)))) for x in jax.tree.leaves(tree))
@@ -165,7 +156,7 @@ def test_module_docstring_examples_run():
   assert result.failed == 0 and result.attempted >= 5
 
 
-# ----------------------------------------------------------------------------- README and plugin
+# ----------------------------------------------------------------------------- README
 def _readme_section_code(title: str) -> str:
   text = (REPO / "README.md").read_text()
   start = text.index(f"## {title}")
@@ -176,22 +167,6 @@ def _readme_section_code(title: str) -> str:
   return "\n\n".join(blocks)
 
 
-def _plugin_args() -> list[str]:
-  """``-p optzoo.pytest_plugin`` unless an installed optzoo already registers it (pytest11)."""
-  import importlib.metadata  # noqa: PLC0415
-
-  installed = importlib.metadata.entry_points(group="pytest11")
-  return [] if any(ep.value == "optzoo.pytest_plugin" for ep in installed) else [
-      "-p", "optzoo.pytest_plugin"]
-
-
-def _pytest(path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
-  return subprocess.run(
-      [sys.executable, "-m", "pytest", *_plugin_args(), "-p", "no:cacheprovider",
-       "-q", "-rs", str(path), *args],
-      capture_output=True, text=True, env=_env(), cwd=path.parent, timeout=900)
-
-
 def test_readme_property_test_runs_as_written(tmp_path):
   code = _readme_section_code("Property tests of your optimizer")
   lines = code.splitlines()
@@ -200,62 +175,9 @@ def test_readme_property_test_runs_as_written(tmp_path):
   assert end - first <= 5, lines[first:end]  # the promised five-line property test
   path = tmp_path / "test_readme_property.py"
   path.write_text(code)
-  proc = _pytest(path)
+  proc = run_pytest(path)
   assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
   assert re.search(r"\b\d+ passed", proc.stdout), proc.stdout[-2000:]
-
-
-_PLUGIN_TESTS = '''
-import jax
-import optax
-import pytest
-
-from optzoo import registry
-
-
-@pytest.mark.optzoo_checks("jit", "extra_args", "abstract_init", "validation", "sharding")
-def test_adam(optzoo_check):
-    assert optzoo_check(optax.adam, {"learning_rate": 1e-2}) == "ok"
-
-
-def broken(learning_rate):
-    def update(updates, state, params=None):
-        return jax.tree.map(lambda g: g.astype("float16"), updates), state
-    return optax.GradientTransformation(lambda p: optax.EmptyState(), update)
-
-
-@pytest.mark.optzoo_checks("dtypes")
-def test_broken(optzoo_check):
-    optzoo_check(broken, {"learning_rate": 1e-2})
-
-
-@pytest.mark.optzoo_checks("extra_args")
-def test_entry(optzoo_check):
-    optzoo_check(registry.get("lion"))
-'''
-
-
-def test_plugin_runs_one_test_per_check(tmp_path):
-  path = tmp_path / "test_plugin_use.py"
-  path.write_text(_PLUGIN_TESTS)
-  proc = _pytest(path, "-vv")  # -q -vv: one line per test
-  out = proc.stdout
-  assert "test_adam[jit] PASSED" in out and "test_adam[abstract_init] PASSED" in out, out[-3000:]
-  # optax.adam accepts a negative learning rate: the kit's 'validation' check says so
-  assert "test_adam[validation] FAILED" in out and "learning_rate=-1.0 was accepted" in out
-  assert "test_adam[sharding] SKIPPED" in out and "needs >= 2 devices" in out, out[-3000:]
-  assert "test_broken[dtypes] FAILED" in out and "float16" in out, out[-3000:]
-  assert "test_entry[extra_args] PASSED" in out, out[-3000:]
-  assert "2 failed, 4 passed, 1 skipped" in out, out[-1000:]
-
-
-def test_plugin_registers_the_hypothesis_profile(tmp_path):
-  path = tmp_path / "test_profile.py"
-  path.write_text("from hypothesis import settings\n\n"
-                  "def test_profile():\n"
-                  "    assert settings().deadline is None and settings().max_examples == 10\n")
-  proc = _pytest(path, "--hypothesis-profile=optzoo")
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
 def test_hypothesis_is_an_extra_not_a_dependency():
@@ -273,7 +195,7 @@ def test_without_hypothesis_the_import_error_says_what_to_install():
           "try:\n    import optzoo.strategies\n"
           "except ImportError as e:\n    print('ERR', e)\n")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=_env(), check=True).stdout
+                       env=repo_env(), check=True).stdout
   assert "ERR" in out and "optzoo[testing]" in out, out
 
 
@@ -282,5 +204,5 @@ def test_import_optzoo_loads_neither_hypothesis_nor_the_plugin():
           "print(sorted(m for m in ('hypothesis', 'optzoo.strategies', 'optzoo.pytest_plugin')"
           " if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=_env(), check=True).stdout
+                       env=repo_env(), check=True).stdout
   assert out.strip() == "[]"
