@@ -1,5 +1,5 @@
-"""benchmarks/step_time.py's traffic model and a quick paired timing, on tiny problems; the
-benchmarks share only common.py."""
+"""benchmarks/step_time.py's traffic model, its temporary-buffer and page-fault measurements and
+a quick paired timing, on small problems; the benchmarks share only common.py."""
 
 import pathlib
 import sys
@@ -25,6 +25,24 @@ def test_memory_passes_counts_reads_and_writes_of_param_sized_arrays():
   assert step_time.memory_passes(lambda x: x, x, n) is None  # not jitted: no model
 
 
+def test_temp_and_page_faults_see_a_steps_temporary_buffer():
+  n = 1 << 24  # 64 MiB of float32: above the size glibc ever serves from its heap (32 MiB)
+  fused = jax.jit(lambda x: x * 2.0 + 1.0, donate_argnums=0)
+  # the scatter's result is read twice by the fusion after it: XLA keeps it in its temp buffer
+  scattered = jax.jit(lambda x: x.at[::4096].add(1.0) * 2.0 + x, donate_argnums=0)
+  assert step_time.temp_mib(fused, jnp.ones(n)) < 1.0
+  assert step_time.temp_mib(scattered, jnp.ones(n)) >= 64.0
+  assert step_time.temp_mib(lambda x: x, jnp.ones(n)) is None  # not jitted
+  faults = {}
+  for name, step in (("fused", fused), ("scattered", scattered)):
+    carry = step(jnp.ones(n))
+    faults[name], carry = step_time.page_faults_per_step(step, carry, n=3)
+  if faults["fused"] is None:
+    pytest.skip("no getrusage on this platform")
+  assert faults["fused"][0] < 8.0 and faults["scattered"][0] >= 60.0, faults
+  assert faults["scattered"][1] > faults["fused"][1], faults  # the kernel's time goes with them
+
+
 def test_update_only_pair_reports_a_ratio_and_passes():
   pair = step_time.Pair("sgd vs sgd", step_time.update_only_build(
       lambda: optax.sgd(1e-3), lambda: optax.sgd(1e-3)), target=None)
@@ -33,6 +51,8 @@ def test_update_only_pair_reports_a_ratio_and_passes():
   pa, pb = row["passes"]
   # params and gradients read, params written (biases under min_bytes are not counted)
   assert pa == pb and pa == pytest.approx(3.0, abs=0.1)
+  assert row["temp_mib"][0] == row["temp_mib"][1] < 1.0  # sgd keeps no temporaries
+  assert all(m is None or m >= 0.0 for m in row["faulted_mib"] + row["kernel_ms"]), row
 
 
 def test_benchmarks_share_only_common_and_leave_sys_path_alone():
