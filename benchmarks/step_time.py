@@ -288,9 +288,9 @@ def temp_mib(step: Any, carry: Any) -> float | None:
 def page_faults_per_step(step: Any, carry: Any, n: int = 5) -> tuple[tuple | None, Any]:
   """``(MiB, kernel ms)`` per step: the fresh memory pages this process touched (minor page
   faults times the page size) and the CPU time it spent in the kernel (``getrusage``, over
-  ``n`` steps), and the carry after them. On XLA:CPU a step's temporary buffer is mapped anew
-  on every execution, so this is its page-fault cost; None where ``resource`` is missing
-  (Windows)."""
+  ``n`` steps), and the carry after them. On XLA:CPU a step's temporary buffer is allocated on
+  every execution (one of tens of MiB is mapped fresh each time), so this is its page-fault
+  cost; None where ``resource`` is missing (Windows)."""
   try:
     import resource  # noqa: PLC0415
   except ImportError:
@@ -398,9 +398,10 @@ def main(argv=None):
             "(`memory_analysis`: every array that is neither an argument nor a result). Faulted: "
             "fresh memory pages the process touched per step (minor page faults times the page "
             "size) and kernel: the CPU time it spent in the kernel per step (`getrusage`, 5 "
-            "steps after the timed ones; both cores count). XLA:CPU maps a step's temporary "
-            "buffer anew on every execution, so a step with a large one pays the kernel's "
-            "page-fault cost on every step: time that neither passes nor flops count."]
+            "steps after the timed ones; both cores count). XLA:CPU allocates a step's temporary "
+            "buffer on every execution, and one this large is mapped fresh from the kernel each "
+            "time, so the step pays the kernel's page faults on every step: time that neither "
+            "passes nor flops count."]
   if any(r.get("gpu_target") is not None for r in rows) and not common.on_gpu():
     lines += ["", "Targets in parentheses apply on a GPU (at `--params 1e8`); no GPU was "
               "measured in this run, so they are not checked here."]
