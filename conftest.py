@@ -4,6 +4,10 @@ tests/conftest.py does not reach modules outside tests/, so the doctests get JAX
 promotion and rank-promotion errors here, the same two settings as tests/conftest.py.
 """
 
+import os
+import shutil
+import tempfile
+
 import jax
 import pytest
 
@@ -22,6 +26,22 @@ STANDARD_PROMOTION_DOCTESTS = {
     "optzoo.sweep": "the example sweeps optax.adam (float ** int32)",
     "optzoo.strategies": "the example trains with optax.adam (float ** int32)",
 }
+
+
+def pytest_configure(config):
+  """One JAX compilation cache for the whole test session: its pytest-xdist workers, and the
+  child processes and notebook kernels they start, inherit the environment, so a program that
+  one test compiled is read back, not compiled again, by every later test that builds the same
+  one (the conformance kit, the layout tests and the notebooks build many alike). A fresh folder
+  per session, removed at its end; a cache the user configured is left as it is."""
+  if hasattr(config, "workerinput") or "JAX_COMPILATION_CACHE_DIR" in os.environ:
+    return
+  path = tempfile.mkdtemp(prefix="optzoo-test-jax-cache-")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  jax.config.update("jax_compilation_cache_dir", path)  # this process too (a run without -n)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  config.add_cleanup(lambda: shutil.rmtree(path, ignore_errors=True))
 
 
 @pytest.hookimpl(wrapper=True)
