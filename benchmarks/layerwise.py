@@ -42,6 +42,7 @@ Device-agnostic: runs on the default JAX device (a GPU when present).
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import time
 
@@ -497,8 +498,11 @@ def _table(lt: dict, mo: dict | None, machine: str) -> str:
   return "\n".join(lines) + "\n"
 
 
-_COST = {"ns": "one 5-step Newton-Schulz pass per matrix (the momentum's own cost again)",
-         "gram": "one Gram product per matrix (about 1/15 of a Newton-Schulz pass)",
+_NS_STEPS = inspect.signature(optzoo.lanton).parameters["ns_steps"].default
+_COST = {"ns": f"one {_NS_STEPS}-step Newton-Schulz pass per matrix (the momentum's own cost "
+               "again)",
+         "gram": f"one Gram product per matrix (a Newton-Schulz pass: {_NS_STEPS} steps of 3 "
+                 "matrix products)",
          "fro_bound": "one reduction"}
 
 
