@@ -75,6 +75,19 @@ def check_two_minutes_of_cpu(quick):
   assert cpu < 120, f"--quick took {cpu:.0f} s of CPU"
 
 
+def test_every_contestant_runs_through_the_main_jobs_own_code():
+  """run.run_one, the main job's path (one compilation, checked there), for every contestant on
+  logistic regression (full batch, so every contestant runs; the cheapest compile) with a tiny
+  budget: a contestant that crashes the default run fails here (--quick runs five)."""
+  load = common.logistic_workload(steps=4)
+  names = []
+  for c in run.contestants():
+    row = run.run_one(c, load, np.asarray([1e-3, 1e-2]))
+    assert np.all(np.isfinite(row["train_losses"])), c.name
+    names.append(c.name)
+  assert {"metaoptimize", "krylov_cubic_newton", "optax.contrib.sophia"} <= set(names)
+
+
 def test_honesty_check_fails_loudly():
   def row(x):
     res = type("R", (), {"losses": np.zeros(3), "evals": {"loss": np.zeros(2)}})()

@@ -68,11 +68,44 @@ def test_the_probe_names_the_leaf_and_the_reason():
 
 
 def test_the_probe_also_runs_when_init_is_traced():
+  """Inside jax.jit the probe is part of the caller's program (no compilation of its own) and
+  its ValueError arrives, wrapped, when that program runs; jax.eval_shape runs nothing."""
   tx = metaoptimize(_REFUSED["multisteps"](), 1e-3)
-  with pytest.raises(ValueError, match="points against the gradient"):
-    jax.jit(tx.init)(PARAMS)
-  with pytest.raises(ValueError, match="points against the gradient"):
-    jax.eval_shape(tx.init, PARAMS)
+  with pytest.raises(jax.errors.JaxRuntimeError, match="points against the gradient"):
+    jax.block_until_ready(jax.jit(tx.init)(PARAMS))
+  with pytest.raises(jax.errors.JaxRuntimeError, match=r"leaf \['a'\] at a zero gradient"):
+    jax.block_until_ready(jax.jit(jax.vmap(metaoptimize(_REFUSED["partition_decay"](), 1e-3).init))(
+        jax.tree.map(lambda x: jnp.stack([x, x]), PARAMS)))
+  jax.eval_shape(tx.init, PARAMS)
+
+
+def test_the_probe_is_one_program_cached_per_base_and_shapes():
+  base = optax.scale_by_adam()
+  counts = []
+  for _ in range(2):
+    with _CountCompiles() as c:
+      metaoptimize(base, 1e-3, check_base=True).init(PARAMS)
+    counts.append(c.n)
+  with _CountCompiles() as c:
+    jax.block_until_ready(jax.jit(metaoptimize(optax.scale_by_adam(), 1e-3).init)(PARAMS))
+  assert counts[1] == 0 and c.n == 1, (counts, c.n)
+
+
+class _CountCompiles:
+  """Counts XLA backend compilations (JAX's compile events) while active."""
+
+  def __init__(self):
+    self.n = 0
+
+  def __call__(self, event, *_, **__):
+    self.n += event == "/jax/core/compile/backend_compile_duration"
+
+  def __enter__(self):
+    jax.monitoring.register_event_duration_secs_listener(self)
+    return self
+
+  def __exit__(self, *exc):
+    jax.monitoring.unregister_event_duration_listener(self)
 
 
 @pytest.mark.parametrize("base,params", [

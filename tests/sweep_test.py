@@ -194,3 +194,32 @@ def test_bad_arguments_are_named():
   with pytest.raises(ValueError, match="extra update argument"):
     sweep.sweep(optax.adam, full_loss, init, 4, hparams={"learning_rate": 0.1},
                 extra_args=("hessian",))
+
+
+def mlp_init(key):
+  k1, k2 = jax.random.split(key)
+  return {"hidden": {"kernel": 0.3 * jax.random.normal(k1, (5, 6)), "bias": jnp.zeros(6)},
+          "out": {"kernel": 0.3 * jax.random.normal(k2, (6, 1)), "bias": jnp.zeros(1)}}
+
+
+def mlp_loss(params, batch):
+  x, y = batch
+  h = jnp.tanh(x @ params["hidden"]["kernel"] + params["hidden"]["bias"][None])
+  out = h @ params["out"]["kernel"] + params["out"]["bias"][None]
+  return jnp.mean((out - y[:, None]) ** 2)
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_registry_optimizer_sweeps_in_one_compilation(name):
+  """Counted by JAX's compile events over the whole call: nothing an optimizer does at init
+  (MetaOptimize's probe of its base, for one) compiles a program of its own."""
+  entry = registry.get(name)
+  hparams = {k: v for k, v in entry.toy_kwargs.items() if k != entry.lr_arg}
+  grid = {entry.lr_arg: [1e-3, 1e-2, 1e-1]} if entry.lr_arg else None
+  full_batch = entry.full_batch_only
+  with CountCompiles() as c:
+    res = sweep.sweep(entry, mlp_loss if not full_batch else lambda p: mlp_loss(p, (X, Y)),
+                      mlp_init, 6, grid=grid, hparams=hparams, seeds=2,
+                      batch_fn=None if full_batch else batch_fn)
+  assert c.n == 1 and res.compilations == 1, (name, c.n)
+  assert np.all(np.isfinite(res.losses)), name

@@ -153,137 +153,129 @@ def _probe_leaves(params):
     if jnp.issubdtype(x.dtype, jnp.complexfloating):
       w = w * np.exp(0.3j * (k + 1))
       g = g * np.exp(1j * (0.4 * k + 0.2))
-    ws.append(jnp.asarray(w, x.dtype))
-    gs.append(jnp.asarray(g, x.dtype))
+    ws.append(np.asarray(w).astype(x.dtype))
+    gs.append(np.asarray(g).astype(x.dtype))
   return treedef.unflatten(ws), treedef.unflatten(gs)
 
 
-class _Probe:
-  """Steps the base from a fresh state at the probe weights ``w``, eagerly (concrete values even
-  when ``init`` is traced; the caller holds ``jax.ensure_compile_time_eval``). If the base fails
-  without extra arguments, an ``obj_fn`` whose gradient is the probe gradient goes along (for
-  bases that need the objective)."""
+def _probe_kwargs(grad, extra: bool) -> dict:
+  """No extra arguments, or an ``obj_fn`` whose gradient is the probe gradient (for bases that
+  need the objective)."""
+  if not extra:
+    return {}
+  g_leaves = jax.tree.leaves(grad)
 
-  def __init__(self, base, w, grad, extra):
-    self.base, self.w, self.grad, self.extra = base, w, grad, extra
-    self.state = base.init(w)
+  def obj_fn(p):
+    return sum((jnp.sum(jnp.real(jnp.conj(gi) * pi)) for gi, pi in
+                zip(g_leaves, jax.tree.leaves(p))), jnp.zeros([], jnp.float32))
 
-  def kwargs(self):
-    if not self.extra:
-      return {}
-    g_leaves = jax.tree.leaves(self.grad)
+  return {"obj_fn": obj_fn}
 
-    def obj_fn(p):
-      return sum((jnp.sum(jnp.real(jnp.conj(gi) * pi)) for gi, pi in
-                  zip(g_leaves, jax.tree.leaves(p))), jnp.zeros([], jnp.float32))
 
-    return {"obj_fn": obj_fn}
+def _leaf_stats(g, u):
+  """Per leaf of one update ``u``: whether it is finite and not all zero, Re<g, u> (float32), and
+  whether any entry is finite and nonzero."""
+  wide = jnp.promote_types(u.dtype, jnp.float32)
+  u, g = u.astype(wide), g.astype(wide)
+  finite, nonzero = jnp.isfinite(u), u != 0
+  return (jnp.all(finite) & jnp.any(nonzero),
+          jnp.sum(jnp.real(jnp.conj(g) * u)).astype(jnp.float32),
+          jnp.any(finite & nonzero))
 
-  def step(self):
-    """The next update, as NumPy leaves (float64 or complex128)."""
-    u, self.state = self.base.update(self.grad, self.state, self.w, **self.kwargs())
-    return _numpy_leaves(u)
 
-  def steps(self, n):
-    """The next ``n`` updates, in one compiled scan: a list of ``n`` lists of NumPy leaves."""
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _probe_program(base, extra, w, g):
+  """The base stepped ``_PROBE_STEPS`` times from a fresh state at ``w``, once with the constant
+  gradient ``g`` and once with a zero gradient, in one program: ``active`` and ``inner`` of the
+  first run and ``moved`` of the second (:func:`_leaf_stats`), each ``(steps, leaves)``."""
+  base = optax.with_extra_args_support(base)
+
+  def run(grad):
+    kwargs = _probe_kwargs(grad, extra)
+
     def body(state, _):
-      u, state = self.base.update(self.grad, state, self.w, **self.kwargs())
-      return state, u
+      u, state = base.update(grad, state, w, **kwargs)
+      stats = [_leaf_stats(gi, ui) for gi, ui in zip(jax.tree.leaves(g), jax.tree.leaves(u))]
+      return state, tuple(jnp.stack(s) for s in zip(*stats))
 
-    self.state, us = jax.jit(lambda s: jax.lax.scan(body, s, None, length=n))(self.state)
-    stacked = _numpy_leaves(us)
-    return [[x[i] for x in stacked] for i in range(n)]
+    return jax.lax.scan(body, base.init(w), None, length=_PROBE_STEPS)[1]
 
-
-def _numpy_leaves(tree):
-  return [np.asarray(x).astype(np.complex128 if np.iscomplexobj(x) else np.float64)
-          for x in jax.tree.leaves(tree)]
+  active, inner, _ = run(g)
+  return active, inner, run(jax.tree.map(jnp.zeros_like, g))[2]
 
 
-def _first_probe(base, w, g):
-  """``(probe, first update)``, trying without and then with ``obj_fn``."""
-  error = None
-  for extra in (False, True):
-    try:
-      probe = _Probe(base, w, g, extra)
-      return probe, probe.step()
-    except Exception as e:  # noqa: BLE001 - any failure of a foreign base on the probe
-      error = error or e
-  raise error
+def _probe_verdict(paths, active, inner, z_moved) -> str | None:
+  """Why the probe's outcome refuses the base, or None. Arrays ``(..., steps, leaves)``: leading
+  axes (a vmapped init) are judged point by point. The constant-gradient run counts the steps
+  until every leaf has moved (a leaf never moved, like ``optax.set_to_zero``, is fine); the
+  zero-gradient run is judged over as many steps."""
+  active, inner, z_moved = (np.asarray(a).reshape((-1,) + np.shape(a)[-2:])
+                            for a in (active, inner, z_moved))
+  for act, inn, zm in zip(active, inner, z_moved):
+    seen = np.zeros(act.shape[1], bool)
+    steps = 0
+    for step in range(act.shape[0]):
+      against = np.flatnonzero(act[step] & (inn[step] < 0))
+      if against.size:
+        return (f"base's update on the leaf {paths[against[0]]} points against the gradient: "
+                "it already descends (a learning rate such as optax.adam(lr), optax.sgd(lr), "
+                "optax.scale_by_learning_rate or a negative optax.scale, however it is "
+                "composed), so the wrapper's own -alpha would make it ascend. " + _BASE_HINT)
+      seen |= act[step]
+      steps = step + 1
+      if seen.all():
+        break
+    if not seen.any():
+      return (f"base returned zero updates for {steps} steps of a constant gradient, so it "
+              "could not be checked (optax.MultiSteps inside the base? wrap metaoptimize in "
+              "it instead). " + _BASE_HINT)
+    moved = np.flatnonzero(zm[:steps].any(axis=0))
+    if moved.size:
+      return (f"base moves the leaf {paths[moved[0]]} at a zero gradient: it applies weight "
+              "decay (optax.add_decayed_weights, optax.adamw, ...) or otherwise depends on the "
+              "weights, which the trace does not see. " + _BASE_HINT)
+  return None
 
 
-_PROBE_CACHE: dict = {}
-
-
-def _probe_base(base, params) -> None:
-  """Refuses (``ValueError``) a base whose update descends by itself or moves the weights at a
-  zero gradient, from a probe on the params' structure, dtypes and shapes (not their values)."""
-  flat = jax.tree_util.tree_flatten_with_path(params)[0]
-  if not flat:
-    return
-  paths = [jax.tree_util.keystr(k) for k, _ in flat]
-  try:
-    key = (base, jax.tree.structure(params),
-           tuple((tuple(np.shape(x)), str(x.dtype)) for _, x in flat))
-    hash(key)
-  except TypeError:
-    key = None
-  if key is not None and key in _PROBE_CACHE:
-    message = _PROBE_CACHE[key]
-  else:
-    message = _probe_message(base, params, paths)
-    if key is not None:
-      if len(_PROBE_CACHE) >= 64:
-        _PROBE_CACHE.pop(next(iter(_PROBE_CACHE)))
-      _PROBE_CACHE[key] = message
+def _raise_verdict(paths, *outcome) -> None:
+  message = _probe_verdict(paths, *outcome)
   if message is not None:
     raise ValueError(message)
 
 
-def _probe_message(base, params, paths) -> str | None:
-  """Why the probe refuses ``base`` on ``params``, or None. The probe is optzoo's own check, so
-  it runs under JAX's standard dtype promotion whatever the user's setting (optax's Adam, for
-  one, computes ``float ** int32``, which strict promotion refuses); the base's real updates
-  run under the user's setting."""
-  with jax.ensure_compile_time_eval(), jax.numpy_dtype_promotion("standard"):
-    w, g = _probe_leaves(params)
-    g_np = [np.asarray(x).astype(np.complex128) for x in jax.tree.leaves(g)]
-    try:
-      # the first step eagerly (usually all it takes), any further ones compiled
-      probe, u = _first_probe(base, w, g)
-      seen = [False] * len(paths)
-      updates = [u]
-      steps = 0
-      while steps < len(updates):
-        for i, (ui, gi) in enumerate(zip(updates[steps], g_np)):
-          if not np.all(np.isfinite(ui)) or not np.any(ui != 0):
-            continue
-          seen[i] = True
-          if float(np.sum(np.real(np.conj(gi) * ui))) < 0:
-            return (f"base's update on the leaf {paths[i]} points against the gradient: it "
-                    "already descends (a learning rate such as optax.adam(lr), optax.sgd(lr), "
-                    "optax.scale_by_learning_rate or a negative optax.scale, however it is "
-                    "composed), so the wrapper's own -alpha would make it ascend. "
-                    + _BASE_HINT)
-        steps += 1
-        if all(seen):
-          break
-        if steps == 1:
-          updates += probe.steps(_PROBE_STEPS - 1)
-      if not any(seen):
-        return (f"base returned zero updates for {steps} steps of a constant gradient, so it "
-                "could not be checked (optax.MultiSteps inside the base? wrap metaoptimize in "
-                "it instead). " + _BASE_HINT)
-      zero = _Probe(base, w, jax.tree.map(jnp.zeros_like, g), probe.extra)
-      for ui_all in [zero.step()] + (zero.steps(steps - 1) if steps > 1 else []):
-        for i, ui in enumerate(ui_all):
-          if np.any(np.isfinite(ui) & (ui != 0)):
-            return (f"base moves the leaf {paths[i]} at a zero gradient: it applies weight "
-                    "decay (optax.add_decayed_weights, optax.adamw, ...) or otherwise depends "
-                    "on the weights, which the trace does not see. " + _BASE_HINT)
-    except Exception as e:  # noqa: BLE001 - any failure of a foreign base on the probe
-      return f"base could not be probed ({type(e).__name__}: {e}). " + _BASE_HINT
-  return None
+def _probe_base(base, params) -> None:
+  """Refuses (``ValueError``) a base whose update descends by itself or moves the weights at a
+  zero gradient, from a probe on the params' structure, dtypes and shapes (not their values).
+
+  The probe is one compiled program (:func:`_probe_program`, cached by JAX per base and
+  shapes). When ``init`` runs eagerly it runs at once and the error is raised here. When
+  ``init`` is traced (inside ``jax.jit``, ``optzoo.sweep``), the probe becomes part of the
+  caller's program, so it adds no compilation of its own, and its verdict is checked by a
+  host callback when that program runs (the ``ValueError`` then arrives wrapped in JAX's
+  runtime error). The probe is optzoo's own check, so it runs under JAX's standard dtype
+  promotion whatever the user's setting (optax's Adam, for one, computes ``float ** int32``,
+  which strict promotion refuses); the base's real updates run under the user's setting.
+  """
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  if not flat:
+    return
+  paths = [jax.tree_util.keystr(k) for k, _ in flat]
+  w, g = _probe_leaves(params)
+  error = None
+  with jax.numpy_dtype_promotion("standard"):
+    for extra in (False, True):
+      try:
+        outcome = _probe_program(base, extra, w, g)
+        break
+      except Exception as e:  # noqa: BLE001 - any failure of a foreign base on the probe
+        error = error or e
+    else:
+      raise ValueError(f"base could not be probed ({type(error).__name__}: {error}). "
+                       + _BASE_HINT) from error
+  if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(outcome)):
+    jax.debug.callback(functools.partial(_raise_verdict, paths), *outcome)
+  else:
+    _raise_verdict(paths, *outcome)
 
 
 _BASE_HINT = (
@@ -522,7 +514,7 @@ def _trace_dtype(cfg: _Config, dtype) -> Any:
   return dtype
 
 
-def _init(cfg: _Config, base, params) -> MetaOptimizeState:
+def _init(cfg: _Config, base, user_base, params) -> MetaOptimizeState:
   checks.check_float_leaves("metaoptimize", params)
   a0 = cfg.initial_learning_rate
   a0 = a0(0) if callable(a0) else a0
@@ -532,7 +524,7 @@ def _init(cfg: _Config, base, params) -> MetaOptimizeState:
     raise ValueError("base is built by optax.inject_hyperparams with a learning_rate. "
                      + _BASE_HINT)
   if cfg.check_base:
-    _probe_base(base, params)
+    _probe_base(user_base, params)
   return MetaOptimizeState(
       count=jnp.zeros([], jnp.int32),
       log_learning_rate=beta,
@@ -682,7 +674,11 @@ def metaoptimize(
   carries one shows it on some leaf, whatever its structure. The probe steps until every
   leaf has moved (at most 16 steps, enough for ``optax.MultiSteps`` up to 16 micro-steps; a
   base that never moves any leaf is refused as unverifiable, a leaf it never moves, like
-  ``optax.set_to_zero``, is accepted). It costs one or a few eager base steps on that copy. A
+  ``optax.set_to_zero``, is accepted). The probe is one compiled program of 32 base steps on
+  that copy (16 at the constant gradient, 16 at zero), cached per base and shapes. When ``init``
+  is traced (``jax.jit``, ``optzoo.sweep``) it becomes part of that program, so a sweep still
+  compiles once, and its ``ValueError`` arrives wrapped in ``jax.errors.JaxRuntimeError`` when
+  the program runs (under ``jax.eval_shape`` nothing runs, so nothing is checked). A
   *positive* constant factor that the construction-time check cannot see passes the probe: it
   only rescales the step size, which is learned anyway. Pre-processing before the wrapper
   (``optax.clip_by_global_norm``) is fine; nothing that rescales may follow.
@@ -793,6 +789,7 @@ def metaoptimize(
   cfg = _config(base, initial_learning_rate, meta_learning_rate, gamma, meta, granularity,
                 weight_decay, mask, log_lr_bounds, meta_b1, meta_b2, meta_eps, alpha_timing,
                 trace_dtype, check_base, safeguard)
-  base = optax.with_extra_args_support(base)
+  # the probe gets the user's own base: JAX caches its program per base object
+  wrapped = optax.with_extra_args_support(base)
   return optax.GradientTransformationExtraArgs(
-      functools.partial(_init, cfg, base), functools.partial(_update, cfg, base))
+      functools.partial(_init, cfg, wrapped, base), functools.partial(_update, cfg, wrapped))
