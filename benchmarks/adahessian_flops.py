@@ -19,7 +19,7 @@ import jax
 import optax
 
 import optzoo
-from optzoo import curvature
+from optzoo import curvature, training
 
 
 def _flops(fn, *args) -> float:
@@ -42,9 +42,7 @@ def flop_table(batch: int = 128, width: int = 1024, depth: int = 3,
 
   def step(tx, obj):
     def f(p, s):
-      _, g = jax.value_and_grad(loss_fn)(p)
-      u, s = tx.update(g, s, p, **({"obj_fn": loss_fn} if obj else {}))
-      return optax.apply_updates(p, u), s
+      return training.step(tx, loss_fn, p, s, ("obj_fn",) if obj else ())[:2]
     return f
 
   adam = optax.adam(1e-3)

@@ -163,7 +163,8 @@ def measure(name, tx, extra_args, ex, prob, mesh) -> Row:
     def loss(p):
       return ex["loss_fn"](prob.graphdef, p, frozen, batch)
 
-    u, state = tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, params))
+    value = loss(params) if "value" in extra_args else None
+    u, state = tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, value))
     return optax.apply_updates(params, u), state
 
   upd = jax.jit(update, out_shardings=(param_sh, state_sh))

@@ -50,29 +50,6 @@ def value_grad_and_hvp(
   return val, g, hv
 
 
-# ----------------------------------------------------------------------------- inputs
-def _check_real_float_leaves(who: str, params: Any) -> None:
-  """(For AdaHessian and Krylov cubic Newton.) A ``TypeError`` naming the first leaf that is not a real floating-point array, with the
-  remedy: integer and bool leaves are kept out of a curvature optimizer with
-  ``optax.partition`` plus ``optzoo.frozen_objective``; complex leaves are split in two real
-  ones (the Hessian-vector product algebra here is real)."""
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    dtype = jnp.result_type(leaf)
-    name = jax.tree_util.keystr(path)
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-      raise TypeError(
-          f"{who}: the leaf {name} is complex ({dtype}); this optimizer works with real "
-          "leaves only. Optimize the real and imaginary parts as two float leaves (params "
-          "(re, im), and z = re + 1j * im inside the loss).")
-    if not jnp.issubdtype(dtype, jnp.floating):
-      raise TypeError(
-          f"{who}: the leaf {name} has dtype {dtype}; Hessian-vector products need "
-          "floating-point leaves. Keep such leaves out of the optimizer with "
-          "optax.partition({'opt': tx, 'frozen': optax.set_to_zero()}, labels) and pass "
-          "obj_fn=optzoo.frozen_objective(loss_fn, params) to its update (the objective then "
-          "sees every leaf).")
-
-
 # ----------------------------------------------------------------------------- Hutchinson
 def rademacher_like(key: jax.Array, tree: PyTree, dtype: Any | None = None) -> PyTree:
   """Rademacher probes (+1 or -1, probability 1/2 each) shaped like ``tree``.

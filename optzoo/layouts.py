@@ -51,7 +51,7 @@ from typing import Any, Callable, Literal, Sequence
 import jax
 import jax.numpy as jnp
 
-from optzoo._src import trees
+from optzoo._src.base import trees
 
 Kind = Literal["matrix", "vector", "embedding"]
 

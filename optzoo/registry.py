@@ -24,11 +24,12 @@ from optzoo import objectives
 from optzoo._src.adahessian import adahessian, scale_by_adahessian
 from optzoo._src.avgrad import avgrad, scale_by_avgrad
 from optzoo._src.krylov import krylov_cubic_newton, scale_by_krylov_cubic_newton
-from optzoo._src.lanton import lanton, noise_adaptive_layerwise, scale_by_lanton
+from optzoo._src.lanton import lanton, scale_by_lanton
+from optzoo._src.noise_adaptive_layerwise import noise_adaptive_layerwise
 from optzoo._src.lion import lion, scale_by_lion
 from optzoo._src.mada import mada, scale_by_mada
-from optzoo._src.memory import bytes_per_param as _bytes_per_param
-from optzoo._src.memory import update_temp_bytes_per_param as _temp_bytes_per_param
+from optzoo._src.base.memory import bytes_per_param as _bytes_per_param
+from optzoo._src.base.memory import temp_bytes_per_param as _temp_bytes_per_param
 from optzoo._src.metaoptimize import metaoptimize
 from optzoo._src.microadam import microadam, scale_by_microadam
 
@@ -49,8 +50,6 @@ class Entry:
     objective_kwargs: per-objective overrides of ``toy_kwargs`` (objective name -> kwargs).
     extra_args: keywords ``update`` needs besides (updates, state, params); today only
       ``'obj_fn'`` (params -> scalar loss), supplied by the harness from the objective.
-    static_args: hyperparameters that fix shapes or Python control flow and so cannot be
-      traced by ``optax.inject_hyperparams`` (passed as its ``static_args``).
     lr_arg: name of the learning-rate argument that accepts a schedule (None if none).
     full_batch_only: True when the method needs the exact objective at every step (a
       minibatch gradient breaks it, e.g. a line search or trust region on the loss); the
@@ -69,12 +68,17 @@ class Entry:
   toy_kwargs: Mapping[str, Any]
   objective_kwargs: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   extra_args: tuple[str, ...] = ()
-  static_args: tuple[str, ...] = ()
   lr_arg: str | None = "learning_rate"
   full_batch_only: bool = False
   convergence_steps: int = 10_000
   convergence_tol: float = 3e-2
   notes: str = ""
+
+  @property
+  def static_args(self) -> tuple[str, ...]:
+    """The factory's declared hyperparameters that fix shapes or Python control flow, so that
+    ``optax.inject_hyperparams`` must keep them static (its ``static_args``)."""
+    return tuple(getattr(self.factory, "static_args", ()))
 
   def kwargs_for(self, objective: str | None = None) -> dict[str, Any]:
     """``toy_kwargs`` with the overrides for ``objective`` applied."""
@@ -106,7 +110,6 @@ ENTRIES: tuple[Entry, ...] = (
                 "b2": 0.98,
             },
         },
-        static_args=lion.static_args,
         convergence_steps=20_000,
         notes="sign of interpolated momentum; 1 buffer",
     ),
@@ -118,7 +121,6 @@ ENTRIES: tuple[Entry, ...] = (
         paper="arXiv 2401.08893",
         title="MADA: Meta-Adaptive Optimizers through hyper-gradient Descent (AVGrad)",
         toy_kwargs={"learning_rate": 1e-2},
-        static_args=avgrad.static_args,
         convergence_steps=10_000,
         notes="AMSGrad with running mean of v instead of max; 3 buffers",
     ),
@@ -132,7 +134,6 @@ ENTRIES: tuple[Entry, ...] = (
         # the Adam-corner start with all six coefficients learned
         toy_kwargs={"learning_rate": 1e-2, "b2": 0.99, "eps": 1e-8},
         # initial coefficients decide which state arrays exist (trimming), so they are static
-        static_args=mada.static_args,
         convergence_steps=10_000,
         notes="learns 6 coefficients mixing Adam/AVGrad/Yogi/Adan/Lion by hypergradient",
     ),
@@ -154,7 +155,6 @@ ENTRIES: tuple[Entry, ...] = (
         },
         extra_args=("obj_fn",),
         # update_every is static: it picks between no lax.cond (1) and a lax.cond refresh (> 1).
-        static_args=adahessian.static_args,
         convergence_steps=2_500,
         notes="Hutchinson |Hz| second moment; needs obj_fn; 2 buffers (+1 if update_every > 1)",
     ),
@@ -174,7 +174,6 @@ ENTRIES: tuple[Entry, ...] = (
         toy_kwargs={"subspace_dim": 10, "init_M": 1.0},
         extra_args=("obj_fn",),
         # subspace_dim fixes the basis shape; the others are Python control flow.
-        static_args=krylov_cubic_newton.static_args,
         lr_arg=None,
         # the cubic model's backtracking on M compares exact decreases of the objective
         full_batch_only=True,
@@ -192,7 +191,6 @@ ENTRIES: tuple[Entry, ...] = (
         # Adam direction, log step size learned by Lion meta (paper's default pair), started
         # well below a good fixed step as the paper advises.
         toy_kwargs={"base": optax.scale_by_adam(), "initial_learning_rate": 1e-3},
-        static_args=metaoptimize.static_args,
         lr_arg="initial_learning_rate",
         convergence_steps=5_000,
         notes="wraps any lr-free base; log step size learned by meta-gradient; +1 buffer",
@@ -212,7 +210,6 @@ ENTRIES: tuple[Entry, ...] = (
             name: {"learning_rate": optax.cosine_decay_schedule(3e-2, 2_000, alpha=1e-3)}
             for name in objectives.CONVERGENCE_SUITE
         },
-        static_args=lanton.static_args,
         convergence_steps=2_000,
         notes="Newton-Schulz/sign LMO with per-layer rates from dual-norm gradient noise; 2 buffers",
     ),
@@ -228,7 +225,6 @@ ENTRIES: tuple[Entry, ...] = (
             "inner": optax.adam(optax.cosine_decay_schedule(1e-1, 2_000, alpha=1e-3)),
             "dual_norm": "l1",
         },
-        static_args=noise_adaptive_layerwise.static_args,
         lr_arg=None,
         convergence_steps=2_000,
         notes="layer rates from dual-norm gradient noise on any inner optimizer; +1 buffer",
@@ -254,7 +250,6 @@ ENTRIES: tuple[Entry, ...] = (
                 "b2": 0.99,
             },
         },
-        static_args=microadam.static_args,
         convergence_steps=20_000,
         notes="block top-k + 4-bit error feedback, window of 10 sparse grads; <1 byte/param",
     ),

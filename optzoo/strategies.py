@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optzoo import objectives as _objectives
-from optzoo._src import trees
+from optzoo._src.base import trees
 
 try:
   from hypothesis import HealthCheck, settings

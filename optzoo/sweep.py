@@ -61,6 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optzoo import training
+
 __all__ = ["CompiledSweep", "SweepResult", "compile_sweep", "sweep"]
 
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -140,18 +142,6 @@ def _injectable(factory: Callable, fixed: Mapping[str, Any], names: Sequence[str
   inner.__signature__ = inspect.Signature(
       [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
   return inner
-
-
-def _extra(extra_args: Sequence[str], obj_fn: Callable, value: jax.Array) -> dict[str, Any]:
-  out: dict[str, Any] = {}
-  for name in extra_args:
-    if name == "obj_fn":
-      out["obj_fn"] = obj_fn
-    elif name == "value":
-      out["value"] = value
-    else:
-      raise ValueError(f"sweep cannot supply the extra update argument {name!r}")
-  return out
 
 
 class _CompileCounter:
@@ -317,9 +307,8 @@ def compile_sweep(
       else:
         batch = batch_fn(jax.random.fold_in(data_key, t), t)
         obj = lambda p: loss_fn(p, batch)  # noqa: E731
-      value, grads = jax.value_and_grad(obj)(params)
-      updates, state = tx.update(grads, state, params, **_extra(extra_args, obj, value))
-      return (optax.apply_updates(params, updates), state), value
+      params, state, value = training.step(tx, obj, params, state, extra_args)
+      return (params, state), value
 
     def chunk(carry, c):
       carry, losses = jax.lax.scan(step, carry, c * eval_every + jnp.arange(eval_every))

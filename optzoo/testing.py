@@ -90,7 +90,7 @@ import numpy as np
 import optax
 
 from optzoo import layouts, models, objectives, training
-from optzoo._src import masking
+from optzoo._src.base import masking
 
 __all__ = [
     "BAD_INPUT_CASES",
@@ -143,6 +143,12 @@ class Subject:
     return self.factory(**kw)
 
 
+def _extras(extra_args, loss, params) -> dict:
+  """The ``update`` keywords ``extra_args`` names for a full-batch ``loss`` at ``params``."""
+  value = loss(params) if "value" in extra_args else None
+  return training.extra_kwargs(extra_args, loss, value)
+
+
 def subject_from_entry(entry) -> Subject:
   """The :class:`Subject` for a registry entry."""
   return Subject(
@@ -177,7 +183,7 @@ def _problem(dtype=jnp.float32):
 def _step_fn(tx, loss, extra_args, **more_extras):
   def step(params, state):
     grads = jax.grad(loss)(params)
-    extras = training.extra_kwargs(extra_args, loss, params)
+    extras = _extras(extra_args, loss, params)
     updates, state = tx.update(grads, state, params, **extras, **more_extras)
     return optax.apply_updates(params, updates), state, updates
 
@@ -267,7 +273,7 @@ def check_extra_args(s: Subject) -> None:
   tx = s.make()
   state = tx.init(params)
   grads = jax.grad(loss)(params)
-  extras = training.extra_kwargs(s.extra_args, loss, params)
+  extras = _extras(s.extra_args, loss, params)
   u1, s1 = tx.update(grads, state, params, **extras)
   u2, s2 = tx.update(grads, state, params, **extras, optzoo_unknown_kwarg=3.0, another=None)
   _assert_trees_equal(u1, u2, "updates with unknown extra kwargs")
@@ -343,7 +349,7 @@ def check_chain_clip(s: Subject) -> None:
   st_a = alone.init(params)
   for _ in range(3):
     grads = jax.tree.map(lambda g: 10.0 * g, jax.grad(loss)(params))
-    extras = training.extra_kwargs(s.extra_args, loss, params)
+    extras = _extras(s.extra_args, loss, params)
     u_c, st_c = chained.update(grads, st_c, params, **extras)
     clipped, _ = clip.update(grads, clip.init(params))
     u_a, st_a = alone.update(clipped, st_a, params, **extras)
@@ -392,7 +398,7 @@ def _frozen_run(tx, params, loss, extra_args, steps):
   passes it to an optimizer inside optax.masked / optax.partition."""
 
   def step(p, st):
-    extras = training.extra_kwargs(extra_args, loss, p)
+    extras = _extras(extra_args, loss, p)
     if "obj_fn" in extras:
       extras["obj_fn"] = masking.frozen_objective(loss, p)
     updates, st = tx.update(jax.grad(loss)(p), st, p, **extras)
@@ -466,7 +472,7 @@ def _check_bad_step_under_apply_if_finite(s: Subject, bad: float) -> None:
   def bad_step(params, state):
     grads = jax.tree.map(lambda g: g * bad, jax.grad(loss)(params))
     updates, state = tx.update(grads, state, params,
-                               **training.extra_kwargs(s.extra_args, bad_loss, params))
+                               **_extras(s.extra_args, bad_loss, params))
     return optax.apply_updates(params, updates), state
 
   new_params, new_state = jax.jit(bad_step)(params, state)
@@ -625,7 +631,7 @@ def _jit_update(tx, loss, extra_args):
   """jitted ``(grads, state, params) -> (updates, state)`` with the kit's extra args."""
 
   def update(grads, state, params):
-    return tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, params))
+    return tx.update(grads, state, params, **_extras(extra_args, loss, params))
 
   return jax.jit(update)
 
@@ -665,7 +671,7 @@ def _case_complex_parabola(s: Subject) -> str:
     def body(carry, _):
       p, st = carry
       grads = jax.tree.map(jnp.conj, jax.grad(loss)(p))
-      updates, st = tx.update(grads, st, p, **training.extra_kwargs(s.extra_args, loss, p))
+      updates, st = tx.update(grads, st, p, **_extras(s.extra_args, loss, p))
       return (optax.apply_updates(p, updates), st), None
 
     run = jax.jit(lambda p, st: jax.lax.scan(body, (p, st), None, s.convergence_steps)[0][0])
@@ -726,7 +732,7 @@ def _case_empty_tree(s: Subject) -> str:
     try:
       state = tx.init({})
       if how == "eager":
-        updates, _ = tx.update({}, state, {}, **training.extra_kwargs(s.extra_args, loss, {}))
+        updates, _ = tx.update({}, state, {}, **_extras(s.extra_args, loss, {}))
       else:
         updates, _ = _jit_update(tx, loss, s.extra_args)({}, state, {})
     except Exception as e:  # noqa: BLE001 - any error fails this case

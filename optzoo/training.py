@@ -1,5 +1,6 @@
-"""A full-batch training loop under ``lax.scan``: the runner behind the conformance kit's
-convergence check, the leaderboard, the notebooks and many tests.
+"""The one gradient step with an optimizer's extra ``update`` arguments (:func:`step`), and a
+full-batch training loop under ``lax.scan`` built on it: the runner behind the conformance kit's
+convergence check, the sweeps, the leaderboard, the notebooks and many tests.
 
 >>> import jax.numpy as jnp, optax
 >>> from optzoo import training
@@ -17,22 +18,41 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["extra_kwargs", "optimize", "optimize_fn"]
+__all__ = ["extra_kwargs", "optimize", "optimize_fn", "step"]
 
 
-def extra_kwargs(extra_args: Sequence[str], loss: Callable, params: Any) -> dict[str, Any]:
-  """The ``update`` keywords named in ``extra_args`` for a full-batch ``loss`` at ``params``:
-  ``'obj_fn'`` is ``loss`` itself, ``'value'`` is ``loss(params)``; any other name is a
-  ``ValueError``."""
+def extra_kwargs(extra_args: Sequence[str], loss: Callable, value: Any) -> dict[str, Any]:
+  """The ``update`` keywords named in ``extra_args`` (a registry entry's ``extra_args``) for the
+  step's ``loss`` (params -> scalar; a minibatch step's batch loss) whose value at the current
+  params is ``value``: ``'obj_fn'`` is ``loss`` itself, ``'value'`` is ``value``; any other name
+  is a ``ValueError``."""
   out: dict[str, Any] = {}
   for name in extra_args:
     if name == "obj_fn":
       out["obj_fn"] = loss
     elif name == "value":
-      out["value"] = loss(params)
+      out["value"] = value
     else:
-      raise ValueError(f"the training loop cannot supply the extra argument {name!r}")
+      raise ValueError(f"the training step cannot supply the extra argument {name!r}")
   return out
+
+
+def step(tx: optax.GradientTransformation, loss: Callable, params: Any, state: Any,
+         extra_args: Sequence[str] = ()) -> tuple[Any, Any, jax.Array]:
+  """One gradient step on ``loss`` (params -> scalar): ``value_and_grad``, ``tx.update`` with the
+  extra arguments ``extra_args`` names (:func:`extra_kwargs`), ``optax.apply_updates``.
+
+  Returns ``(params, state, value)``, ``value`` the loss before the step.
+
+  >>> import jax.numpy as jnp, optax
+  >>> tx = optax.sgd(0.25)
+  >>> p, s, v = step(tx, lambda x: jnp.sum(x ** 2), jnp.ones(2), tx.init(jnp.ones(2)))
+  >>> p.tolist(), float(v)
+  ([0.5, 0.5], 2.0)
+  """
+  value, grads = jax.value_and_grad(loss)(params)
+  updates, state = tx.update(grads, state, params, **extra_kwargs(extra_args, loss, value))
+  return optax.apply_updates(params, updates), state, value
 
 
 def optimize_fn(tx: optax.GradientTransformation, loss: Callable, steps: int,
@@ -44,10 +64,8 @@ def optimize_fn(tx: optax.GradientTransformation, loss: Callable, steps: int,
   """
 
   def body(carry, _):
-    p, st = carry
-    value, grads = jax.value_and_grad(loss)(p)
-    updates, st = tx.update(grads, st, p, **extra_kwargs(extra_args, loss, p))
-    return (optax.apply_updates(p, updates), st), value
+    p, st, value = step(tx, loss, *carry, extra_args)
+    return (p, st), value
 
   def run(params):
     (p, _), losses = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)

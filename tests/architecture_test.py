@@ -1,18 +1,22 @@
 """The house rules of optzoo, read from the source with ``ast``.
 
 Layers (an import goes only to a strictly lower rank, so there is no cycle; every module of
-``optzoo/`` must have a rank here, so a new module is placed on purpose):
+``optzoo/`` must have a rank here, so a new module is placed on purpose; each folder is one
+layer: ``_src/base/`` rank 0, ``_src/`` the optimizer layer, ranks 2-3):
 
-  0  _src.checks, _src.trees, _src.memory,    argument checks, per-leaf plumbing, state bytes,
-     _src.masking                              objectives inside optax.masked / partition
+  0  _src.base: checks, trees, memory,         argument checks, per-leaf plumbing, state bytes,
+     masking                                   objectives inside optax.masked / partition
   1  compression, curvature, lmo, layouts      building blocks: arrays and pytrees, no optax
-     objectives, training, sweep               toy problems; the full-batch training loop;
-                                               hyperparameter sweeps in one compilation
-  2  _src.alias                                the <name>(learning_rate, ...) alias shape
+     objectives, training                      toy problems; the one step with extra update
+                                               arguments and the full-batch training loop
+  2  _src.alias, _src.layer_rates              the <name>(learning_rate, ...) alias shape; the
+                                               layer-rate machinery LANTON and its wrapper share
+     sweep                                     hyperparameter sweeps in one compilation
      models                                    the flax.nnx model suite (objectives over real layers)
-  3  _src.<paper>                              one private module per paper
-  4  registry, testing                         the catalogue; the conformance kit (neither imports the other)
-  5  optzoo (the package root)                 re-exports; never loads the kit or the registry
+  3  _src.<paper>                              one private module per optimizer
+  4  registry, testing, strategies             the catalogue; the conformance kit (neither imports
+                                               the other); Hypothesis strategies
+  5  optzoo (the package root), pytest_plugin  re-exports; never loads the kit or the registry
 """
 
 import ast
@@ -26,17 +30,22 @@ import pytest
 import optzoo
 
 ROOT = pathlib.Path(optzoo.__file__).parent
-PAPERS = ("adahessian", "avgrad", "krylov", "lanton", "lion", "mada", "metaoptimize", "microadam")
+#: One private module per optimizer (the registry's entries; LANTON and its generic wrapper are
+#: two optimizers of one paper).
+PAPERS = ("adahessian", "avgrad", "krylov", "lanton", "lion", "mada", "metaoptimize", "microadam",
+          "noise_adaptive_layerwise")
+BASE = ("checks", "trees", "memory", "masking")
 RANK = {
-    "optzoo._src.checks": 0, "optzoo._src.trees": 0, "optzoo._src.memory": 0,
-    "optzoo._src.masking": 0,
+    "optzoo._src.base": 0, **{f"optzoo._src.base.{m}": 0 for m in BASE},
     "optzoo.compression": 1, "optzoo.curvature": 1, "optzoo.lmo": 1,
-    "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.sweep": 1, "optzoo.layouts": 1,
-    "optzoo._src.alias": 2, "optzoo.models": 2,
+    "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.layouts": 1, "optzoo.sweep": 2,
+    "optzoo._src.alias": 2, "optzoo._src.layer_rates": 2, "optzoo.models": 2,
     **{f"optzoo._src.{p}": 3 for p in PAPERS},
     "optzoo.registry": 4, "optzoo.testing": 4, "optzoo.strategies": 4,
     "optzoo": 5, "optzoo.pytest_plugin": 5, "optzoo._src": 0,
 }
+#: Each folder one layer: the ranks its modules may have.
+FOLDER_RANKS = {"optzoo._src.base": {0}, "optzoo._src": {2, 3}}
 PUBLIC_MODULES = ("compression", "curvature", "layouts", "lmo", "models", "objectives", "registry",
                   "sweep", "testing", "training")
 
@@ -69,6 +78,13 @@ MODULES = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 
 def test_every_module_has_a_rank():
   assert sorted(set(MODULES) - set(RANK)) == []
+
+
+def test_each_folder_is_one_layer():
+  for name in MODULES:
+    folder = name.rsplit(".", 1)[0]
+    if folder in FOLDER_RANKS and name not in FOLDER_RANKS:  # the folder's own __init__ aside
+      assert RANK[name] in FOLDER_RANKS[folder], f"{name} (rank {RANK[name]}) in {folder}"
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

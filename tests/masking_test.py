@@ -1,4 +1,4 @@
-"""optzoo._src.masking: the frozen objective and the helpers behind curvature optimizers inside
+"""optzoo._src.base.masking: the frozen objective and the helpers behind curvature optimizers inside
 optax.masked / optax.partition."""
 
 import jax
@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import optzoo
-from optzoo._src import masking
+from optzoo._src.base import masking
 
 PARAMS = {"w": jnp.array([1.0, -2.0]), "frozen": jnp.array([3.0])}
 

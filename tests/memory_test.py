@@ -1,4 +1,4 @@
-"""optzoo._src.memory: state bytes and update temporaries, against optimizers whose state is
+"""optzoo._src.base.memory: state bytes and update temporaries, against optimizers whose state is
 known exactly."""
 
 import jax
@@ -6,7 +6,7 @@ import optax
 import pytest
 
 import optzoo
-from optzoo._src import memory
+from optzoo._src.base import memory
 
 PARAMS = {"a": jax.ShapeDtypeStruct((1000, 100), "float32"),
           "b": jax.ShapeDtypeStruct((100,), "float32")}

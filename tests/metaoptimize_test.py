@@ -326,13 +326,14 @@ def test_rejects_a_base_that_already_has_a_learning_rate():
               optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(1e-3)),
               optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(0.1))):
     with pytest.raises(ValueError, match="learning-rate-free base"):
-      metaoptimize(bad, 1e-3)
+      metaoptimize(bad, 1e-3).init(PARAMS)
   injected = metaoptimize(optax.inject_hyperparams(optax.adam)(learning_rate=1e-3), 1e-3)
-  with pytest.raises(ValueError, match="inject_hyperparams"):
+  with pytest.raises(ValueError, match="points against the gradient"):
     injected.init(PARAMS)
   # accepted: lr-free bases, pre-processing, and the explicit opt-out
   for ok in (optax.scale_by_adam(), optax.scale_by_lion(), optax.identity(),
-             optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_rms())):
+             optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_rms()),
+             optax.chain(optax.scale_by_adam(), optax.scale(2.0))):  # a positive factor
     metaoptimize(ok, 1e-3).init(PARAMS)
   metaoptimize(optax.adam(1e-3), 1e-3, check_base=False)
 

@@ -1,11 +1,11 @@
-"""Tests of optzoo._src.trees: the per-leaf resolver and unzip."""
+"""Tests of optzoo._src.base.trees: the per-leaf resolver and unzip."""
 
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
 
-from optzoo._src import trees
+from optzoo._src.base import trees
 
 
 def test_leaf_values_prefix_callable_default_and_masked_nodes():

@@ -48,10 +48,11 @@ import optax
 
 from optzoo import curvature
 from optzoo import layouts as _layouts
-from optzoo._src import alias, checks, masking
+from optzoo._src import alias
+from optzoo._src.base import checks, masking
 
 AveragingMode = Literal["official", "none", "fan_in"]
-AVERAGING_MODES = get_args(AveragingMode)
+ADAHESSIAN_AVERAGING_MODES = get_args(AveragingMode)
 
 
 class ScaleByAdaHessianState(NamedTuple):
@@ -193,9 +194,10 @@ def _check_averaging(averaging: Any) -> None:
   if isinstance(averaging, (int, np.integer)) and not isinstance(averaging, bool):
     checks.check_int("averaging", int(averaging), 1)
     return
-  if averaging not in AVERAGING_MODES:
+  if averaging not in ADAHESSIAN_AVERAGING_MODES:
     raise ValueError(
-        f"averaging={averaging!r} is not one of {AVERAGING_MODES}, a positive int block size, "
+        f"averaging={averaging!r} is not one of {ADAHESSIAN_AVERAGING_MODES}, a positive int "
+        "block size, "
         "or a callable (path, leaf) -> averaged leaf.")
 
 
@@ -220,7 +222,9 @@ class _Config(NamedTuple):
 
 def _init_state(params, *, averaging, layouts, stack_axes, update_every, mu_dtype, nu_dtype,
                 raw_key):
-  curvature._check_real_float_leaves("scale_by_adahessian", params)
+  checks.check_float_leaves("scale_by_adahessian", params,
+                           complex_reason=masking.REAL_HVP_REASON,
+                           remedy=masking.FROZEN_REMEDY)
   lays = _leaf_layouts(params, averaging, layouts, stack_axes)  # raises for ambiguous leaves
   if isinstance(averaging, (int, np.integer)):
     for p, lay in zip(jax.tree.leaves(params), lays):  # raises if the block does not divide

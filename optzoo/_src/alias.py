@@ -8,11 +8,12 @@ schedules for both evaluated at the step count before the update (optax's conven
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import optax
 
-from optzoo._src import checks
+from optzoo._src.base import checks
 
 
 def decoupled_alias(
@@ -45,6 +46,19 @@ def static_args(*names: str):
     return factory
 
   return mark
+
+
+def forwarding_signature(alias_fn, core, names: Sequence[str]) -> inspect.Signature:
+  """The signature of an alias that forwards ``**options`` to ``core``: its own parameters, then
+  ``core``'s keyword-only parameters ``names`` (defaults and annotations as ``core`` declares
+  them), so that ``inspect.signature``, ``optax.inject_hyperparams`` and a reader see every
+  argument while the alias states only its own."""
+  own = [p for p in inspect.signature(alias_fn).parameters.values() if p.kind is not p.VAR_KEYWORD]
+  taken = {p.name for p in own}
+  core_params = inspect.signature(core).parameters
+  return inspect.Signature(
+      own + [core_params[n] for n in names if n not in taken],
+      return_annotation=inspect.signature(alias_fn).return_annotation)
 
 
 def inject_hyperparams(factory, static_args: Sequence[str] = (), hyperparam_dtype: Any = None):

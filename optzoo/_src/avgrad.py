@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import optax
 
 
-from optzoo._src import alias, checks, trees
+from optzoo._src import alias
+from optzoo._src.base import checks, trees
 
 
 class ScaleByAvgradState(NamedTuple):

@@ -7,8 +7,8 @@ convergence rate O(1/(mk) + 1/k^2) does not depend on the dimension.
 
 It is a whole optimizer (the step is ``x + V^T z`` with an acceptance test on the objective),
 so it takes the objective as the ``obj_fn`` keyword of ``update``, like ``optax.contrib.sophia``,
-and must not be chained with a learning rate. :func:`minimize` (exported as
-``optzoo.krylov_cubic_newton_minimize``) is a solver entry point for deterministic problems.
+and must not be chained with a learning rate. :func:`krylov_cubic_newton_minimize` is a solver
+entry point for deterministic problems.
 The array-level pieces (Lanczos, the cubic subproblem, the backtracking on M) are public in
 ``optzoo.curvature``.
 """
@@ -26,13 +26,14 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from optzoo import curvature
-from optzoo._src import alias, checks, masking, trees
+from optzoo._src import alias
+from optzoo._src.base import checks, masking, trees
 
 __all__ = [
     "KrylovInfo",
     "ScaleByKrylovCubicNewtonState",
     "krylov_cubic_newton",
-    "minimize",
+    "krylov_cubic_newton_minimize",
     "scale_by_krylov_cubic_newton",
 ]
 
@@ -213,7 +214,9 @@ def _check_args(*, subspace_dim, init_M, shrink, grow, max_backtracks, min_M, ma
 
 
 def _init_state(params, init_M) -> ScaleByKrylovCubicNewtonState:
-  curvature._check_real_float_leaves("krylov_cubic_newton", params)
+  checks.check_float_leaves("krylov_cubic_newton", params,
+                           complex_reason=masking.REAL_HVP_REASON,
+                           remedy=masking.FROZEN_REMEDY)
   dtype = _compute_dtype(params)
   zero = jnp.zeros([], dtype)
   return ScaleByKrylovCubicNewtonState(
@@ -454,7 +457,7 @@ def krylov_cubic_newton(
 
 # ----------------------------------------------------------------------------- solver
 class KrylovInfo(NamedTuple):
-  """What :func:`minimize` did.
+  """What :func:`krylov_cubic_newton_minimize` did.
 
   Attributes:
     iterations: steps taken.
@@ -497,7 +500,7 @@ def _solver_step(fun, subspace_dim, tol, kwargs):
   return tx, jstep
 
 
-def minimize(
+def krylov_cubic_newton_minimize(
     fun: Callable[[Any], jax.Array],
     x0: Any,
     subspace_dim: int = 10,

@@ -41,7 +41,8 @@ import numpy as np
 import optax
 
 
-from optzoo._src import alias, checks, trees
+from optzoo._src import alias
+from optzoo._src.base import checks, trees
 
 
 class _Coeffs(NamedTuple):
@@ -56,7 +57,7 @@ class _Coeffs(NamedTuple):
 
 
 #: The six coefficients, in the order of ``state.coeffs``.
-COEFF_NAMES: tuple[str, ...] = _Coeffs._fields
+MADA_COEFF_NAMES: tuple[str, ...] = _Coeffs._fields
 #: Projection boxes (the reference GPT-2 configuration; b2's lower bound is 0.01 in the toy).
 DEFAULT_BOUNDS: tuple[tuple[float, float], ...] = (
     (0.01, 0.99), (0.501, 0.99), (0.0, 0.99), (0.0, 1.0), (0.0, 1.0), (0.0, 1.0))
@@ -84,7 +85,7 @@ class ScaleByMadaState(NamedTuple):
     diff_mu: Adan's EMA ``n`` of gradient differences, or None when trimmed.
     prev_grad: the previous gradient (``compat='paper'`` with ``b3`` active), else None.
     lion_mu: Lion's momentum ``l``, or None when trimmed.
-    tangents: one pytree per learned coefficient (in ``COEFF_NAMES`` order): ``du_t/dkappa_k``.
+    tangents: one pytree per learned coefficient (in ``MADA_COEFF_NAMES`` order): ``du_t/dkappa_k``.
   """
 
   count: jax.Array
@@ -101,7 +102,7 @@ class ScaleByMadaState(NamedTuple):
   tangents: tuple[optax.Updates, ...]
 
 
-def coeffs_dict(state: Any) -> dict[str, jax.Array]:
+def mada_coefficients(state: Any) -> dict[str, jax.Array]:
   """``{name: value}`` of the coefficients in ``state`` (a MADA state or any state holding one).
 
   >>> import jax.numpy as jnp, optzoo
@@ -110,23 +111,24 @@ def coeffs_dict(state: Any) -> dict[str, jax.Array]:
   ['b1', 'b2', 'b3', 'c', 'gamma', 'rho']
   """
   coeffs = optax.tree.get(state, "coeffs")
-  return {name: coeffs[..., i] for i, name in enumerate(COEFF_NAMES)}
+  return {name: coeffs[..., i] for i, name in enumerate(MADA_COEFF_NAMES)}
 
 
 def _per_coeff(name: str, value: Any) -> tuple[Any, ...]:
   """A scalar, a sequence with one entry per coefficient or a ``{coeff: value}`` mapping -> a
-  tuple in ``COEFF_NAMES`` order."""
+  tuple in ``MADA_COEFF_NAMES`` order."""
   if isinstance(value, Mapping):
-    unknown = set(value) - set(COEFF_NAMES)
+    unknown = set(value) - set(MADA_COEFF_NAMES)
     if unknown:
-      raise ValueError(f"{name}: unknown coefficient(s) {sorted(unknown)}; known: {COEFF_NAMES}")
-    return tuple(value.get(k, 0.0) for k in COEFF_NAMES)
+      raise ValueError(f"{name}: unknown coefficient(s) {sorted(unknown)}; "
+                       f"known: {MADA_COEFF_NAMES}")
+    return tuple(value.get(k, 0.0) for k in MADA_COEFF_NAMES)
   if isinstance(value, (tuple, list)):
-    if len(value) != len(COEFF_NAMES):
+    if len(value) != len(MADA_COEFF_NAMES):
       raise ValueError(
-          f"{name} must have {len(COEFF_NAMES)} entries {COEFF_NAMES}, got {len(value)}.")
+          f"{name} must have {len(MADA_COEFF_NAMES)} entries {MADA_COEFF_NAMES}, got {len(value)}.")
     return tuple(value)
-  return (value,) * len(COEFF_NAMES)
+  return (value,) * len(MADA_COEFF_NAMES)
 
 
 def _safe_sqrt(x):
@@ -386,23 +388,23 @@ def _config(learning_rate, b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, li
   checks.check_choice("compat", compat, ("paper", "reference"))
   learn = tuple(learn)
   for name in learn:
-    checks.check_choice("learn", name, COEFF_NAMES)
-  learned = tuple(k for k in COEFF_NAMES if k in learn)  # canonical order, no duplicates
+    checks.check_choice("learn", name, MADA_COEFF_NAMES)
+  learned = tuple(k for k in MADA_COEFF_NAMES if k in learn)  # canonical order, no duplicates
   init_vals = dict(b1=b1, b2=b2, b3=b3, rho=rho, c=c, gamma=gamma)
   bounds = tuple(tuple(float(x) for x in b) for b in bounds)
-  if len(bounds) != len(COEFF_NAMES) or any(len(b) != 2 or b[0] > b[1] for b in bounds):
-    raise ValueError(f"bounds must be {len(COEFF_NAMES)} (low, high) pairs with low <= high, "
+  if len(bounds) != len(MADA_COEFF_NAMES) or any(len(b) != 2 or b[0] > b[1] for b in bounds):
+    raise ValueError(f"bounds must be {len(MADA_COEFF_NAMES)} (low, high) pairs with low <= high, "
                      f"got {bounds!r}.")
   for name in ("b1", "b2", "b3"):
     checks.check_beta(name, init_vals[name])
   for name in ("b1", "b2"):
-    if name in learned and not 0.0 < bounds[COEFF_NAMES.index(name)][0]:
+    if name in learned and not 0.0 < bounds[MADA_COEFF_NAMES.index(name)][0]:
       raise ValueError(f"bounds for a learned {name} must have a lower end > 0, got "
-                       f"{bounds[COEFF_NAMES.index(name)]!r}.")
+                       f"{bounds[MADA_COEFF_NAMES.index(name)]!r}.")
   for name in ("rho", "c", "gamma"):
     checks.check_range(name, init_vals[name], 0.0, 1.0)
   for name in learned:  # a learned coefficient starts inside its box (it is never clipped in)
-    low, high = bounds[COEFF_NAMES.index(name)]
+    low, high = bounds[MADA_COEFF_NAMES.index(name)]
     x = checks.concrete_float(init_vals[name])
     if x is not None and not low <= x <= high:
       raise ValueError(
@@ -418,9 +420,9 @@ def _config(learning_rate, b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, li
   checks.check_range("v_init", v_init, 0.0)
   hyper_lrs = _per_coeff("hyper_lr", hyper_lr)
   hyper_moms = _per_coeff("hyper_momentum", hyper_momentum)
-  for k, x in zip(COEFF_NAMES, hyper_lrs):
+  for k, x in zip(MADA_COEFF_NAMES, hyper_lrs):
     checks.check_range(f"hyper_lr[{k}]", x, 0.0)
-  for k, x in zip(COEFF_NAMES, hyper_moms):
+  for k, x in zip(MADA_COEFF_NAMES, hyper_moms):
     checks.check_beta(f"hyper_momentum[{k}]", x)
   return _Config(
       learning_rate=learning_rate, learned=learned, init_vals=init_vals,
@@ -446,19 +448,15 @@ _COMPLEX_REASON = (
 
 
 def _init(cfg: _Config, params) -> ScaleByMadaState:
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    if jnp.iscomplexobj(leaf):
-      raise TypeError(f"mada: the leaf {jax.tree_util.keystr(path)} has dtype {leaf.dtype}. "
-                      + _COMPLEX_REASON)
-  checks.check_float_leaves("mada", params, allow_complex=False)
+  checks.check_float_leaves("mada", params, complex_reason=_COMPLEX_REASON)
   dtypes = [jnp.dtype(x.dtype) for x in jax.tree.leaves(params)]
   cd = jnp.float64 if jnp.dtype("float64") in dtypes else jnp.float32
   act = {k: _is_active(cfg, k) for k in _ADAM_VALUE}
   zeros = lambda: optax.tree.zeros_like(params)  # noqa: E731
-  n_coeffs = len(COEFF_NAMES)
+  n_coeffs = len(MADA_COEFF_NAMES)
   return ScaleByMadaState(
       count=jnp.zeros([], jnp.int32),
-      coeffs=jnp.stack([jnp.asarray(cfg.init_vals[k], cd) for k in COEFF_NAMES]),
+      coeffs=jnp.stack([jnp.asarray(cfg.init_vals[k], cd) for k in MADA_COEFF_NAMES]),
       hypergrad=jnp.zeros([n_coeffs], cd),
       hyper_buf=jnp.zeros([n_coeffs], cd),
       prev_lr=jnp.zeros([], cd),
@@ -476,14 +474,14 @@ def _hypergradient(cfg: _Config, treedef, g_leaves, state: ScaleByMadaState) -> 
   """``h_k = -alpha_{t-1} <g_t, du_{t-1}/dkappa_k>`` for the learned ``k`` (0 elsewhere and
   during the first ``hyper_start`` steps): one reduction pass over the stored tangents."""
   cd = state.coeffs.dtype
-  h = jnp.zeros([len(COEFF_NAMES)], cd)
+  h = jnp.zeros([len(MADA_COEFF_NAMES)], cd)
   if not cfg.learned:
     return h
   # one vectorized reduction per tangent (a variadic reduce reading g once measured slower)
   dots = [sum(jnp.sum(g.astype(cd) * tg.astype(cd))
               for g, tg in zip(g_leaves, treedef.flatten_up_to(tangent)))
           for tangent in state.tangents]
-  learned_idx = np.array([COEFF_NAMES.index(k) for k in cfg.learned])
+  learned_idx = np.array([MADA_COEFF_NAMES.index(k) for k in cfg.learned])
   h = h.at[learned_idx].set(-state.prev_lr * jnp.stack(dots))
   return jnp.where(state.count >= cfg.hyper_start, h, jnp.zeros_like(h))
 
@@ -497,7 +495,7 @@ def _hyper_sgd(cfg: _Config, h: jax.Array, state: ScaleByMadaState):
   lrs = jnp.stack([jnp.asarray(x, cd) for x in cfg.hyper_lrs])
   buf = mom * state.hyper_buf + h_clip
   stepped = jnp.clip(state.coeffs - lrs * buf, cfg.lo.astype(cd), cfg.hi.astype(cd))
-  learned_mask = np.array([k in cfg.learned for k in COEFF_NAMES])
+  learned_mask = np.array([k in cfg.learned for k in MADA_COEFF_NAMES])
   coeffs = jnp.where(learned_mask, stepped, state.coeffs)
   buf = jnp.where(learned_mask, buf, state.hyper_buf)
   return coeffs, buf
@@ -543,7 +541,7 @@ def _update(cfg: _Config, updates, state: ScaleByMadaState, params=None, **extra
       b3=state.diff_mu is not None, c="c" in cfg.learned or _is_active(cfg, "c"),
       rho=state.nu_avg is not None, gamma=state.lion_mu is not None, reference=cfg.reference,
       eps=cfg.eps, eps_root=cfg.eps_root, lion_b1=cfg.lion_b1, lion_b2=cfg.lion_b2)
-  kap = _Coeffs(*(coeffs[i] for i in range(len(COEFF_NAMES))))
+  kap = _Coeffs(*(coeffs[i] for i in range(len(MADA_COEFF_NAMES))))
 
   def leaves(tree):
     return [None] * len(g_leaves) if tree is None else treedef.flatten_up_to(tree)
@@ -572,7 +570,7 @@ def scale_by_mada(
     eps_root: float = 0.0,
     lion_b1: float = 0.95,
     lion_b2: float = 0.98,
-    learn: Sequence[str] = COEFF_NAMES,
+    learn: Sequence[str] = MADA_COEFF_NAMES,
     hyper_lr: Any = DEFAULT_HYPER_LR,
     hyper_momentum: Any = 0.0,
     hyper_clip: float = 10.0,
@@ -643,7 +641,7 @@ def scale_by_mada(
     eps: added outside the square root (>= 0). Default 1e-6 (GPT-2; 1e-8 Shakespeare).
     eps_root: added inside the square root (>= 0). Default 0.
     lion_b1, lion_b2: Lion's fixed betas, in [0, 1). Default 0.95, 0.98 (reference code).
-    learn: names of the learned coefficients, a subset of ``COEFF_NAMES``. Default: all six.
+    learn: names of the learned coefficients, a subset of ``MADA_COEFF_NAMES``. Default: all six.
       ``("b1", "b2")`` is the paper's HyperAdam baseline; ``()`` freezes everything.
     hyper_lr: per-coefficient hyper learning rates ``eta`` (>= 0): a scalar for all, a
       6-sequence or a ``{name: value}`` mapping (missing names get 0). Default
@@ -709,7 +707,7 @@ def mada(
     eps_root: float = 0.0,
     lion_b1: float = 0.95,
     lion_b2: float = 0.98,
-    learn: Sequence[str] = COEFF_NAMES,
+    learn: Sequence[str] = MADA_COEFF_NAMES,
     hyper_lr: Any = DEFAULT_HYPER_LR,
     hyper_momentum: Any = 0.0,
     hyper_clip: float = 10.0,

@@ -31,7 +31,8 @@ import numpy as np
 import optax
 
 
-from optzoo._src import alias, checks, trees
+from optzoo._src import alias
+from optzoo._src.base import checks, trees
 
 __all__ = [
     "MetaOptimizeState",
@@ -42,9 +43,6 @@ __all__ = [
 _GRANULARITIES = ("scalar", "per_leaf", "per_weight")
 _METAS = ("lion", "adam", "rmsprop", "sgd")
 _TIMINGS = ("current", "next")
-# optax factories whose presence inside ``base`` means the base already scales by a
-# learning rate (or applies weight decay, which this wrapper owns).
-_LR_FACTORIES = ("scale", "scale_by_learning_rate", "scale_by_schedule", "add_decayed_weights")
 
 
 class MetaOptimizeState(NamedTuple):
@@ -89,49 +87,6 @@ def metaoptimize_learning_rates(state: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- base checks
-def _lr_factory_in(fn: Any, seen: set[int], depth: int = 0) -> str | None:
-  """Name of an optax learning-rate/decay factory found in ``fn``'s closures, else None."""
-  if depth > 12 or id(fn) in seen:
-    return None
-  seen.add(id(fn))
-  if isinstance(fn, (tuple, list)):
-    for item in fn:
-      found = _lr_factory_in(item, seen, depth + 1)
-      if found:
-        return found
-    return None
-  if not callable(fn):
-    return None
-  qualname = getattr(fn, "__qualname__", "") or ""
-  module = getattr(fn, "__module__", "") or ""
-  outer = qualname.split(".<locals>")[0]
-  if module.startswith("optax") and ".<locals>" in qualname and outer in _LR_FACTORIES:
-    return f"optax.{outer}"
-  for cell in getattr(fn, "__closure__", None) or ():
-    try:
-      content = cell.cell_contents
-    except ValueError:  # empty cell
-      continue
-    found = _lr_factory_in(content, seen, depth + 1)
-    if found:
-      return found
-  return None
-
-
-def _injected_lr_in(state: Any, depth: int = 0) -> bool:
-  """Whether a base state holds an ``inject_hyperparams`` state with a learning rate."""
-  if depth > 12:
-    return False
-  hyper = getattr(state, "hyperparams", None)
-  if isinstance(hyper, dict) and "learning_rate" in hyper:
-    return True
-  if isinstance(state, dict):
-    return any(_injected_lr_in(v, depth + 1) for v in state.values())
-  if isinstance(state, (tuple, list)):
-    return any(_injected_lr_in(v, depth + 1) for v in state)
-  return False
-
-
 #: Probe steps with a constant gradient (enough for optax.MultiSteps up to 16 micro-steps).
 _PROBE_STEPS = 16
 #: Params larger than this (in elements) are probed with every axis cut to _PROBE_AXIS.
@@ -360,11 +315,6 @@ def _config(base, initial_learning_rate, meta_learning_rate, gamma, meta, granul
   checks.check_beta("meta_b2", meta_b2)
   checks.check_range("meta_eps", meta_eps, 0.0)
   lo, hi = _log_lr_bounds(log_lr_bounds, initial_learning_rate)
-  if check_base:
-    found = _lr_factory_in(base.update, set())
-    if found:
-      raise ValueError(f"base contains {found}, a learning-rate scale or weight decay. "
-                       + _BASE_HINT)
   return _Config(
       initial_learning_rate=initial_learning_rate, meta_learning_rate=meta_learning_rate,
       gamma=gamma, meta=meta, kind=kind, granularity=granularity, weight_decay=weight_decay,
@@ -520,9 +470,6 @@ def _init(cfg: _Config, base, user_base, params) -> MetaOptimizeState:
   a0 = a0(0) if callable(a0) else a0
   beta = _init_beta(cfg, params, jnp.log(jnp.asarray(a0, jnp.float32)))
   base_state = base.init(params)
-  if cfg.check_base and _injected_lr_in(base_state):
-    raise ValueError("base is built by optax.inject_hyperparams with a learning_rate. "
-                     + _BASE_HINT)
   if cfg.check_base:
     _probe_base(user_base, params)
   return MetaOptimizeState(
@@ -663,9 +610,8 @@ def metaoptimize(
   would make the run ascend, and one that decays the weights hides the decay from the trace.
   With ``check_base=True`` such bases are refused with a ``ValueError``, however they are
   composed (``optax.chain``, ``optax.partition``, ``optax.multi_transform``,
-  ``optax.MultiSteps``, ``optax.contrib.muon``, ...): at construction when optax's
-  learning-rate or decay factories are visible in ``base``, and otherwise at ``init`` by a
-  probe that steps the base on a copy of the params' structure, shapes and dtypes (every axis
+  ``optax.MultiSteps``, ``optax.contrib.muon``, ``optax.inject_hyperparams``, ...), at
+  ``init``, by their behaviour alone: a probe steps the base on a copy of the params' structure, shapes and dtypes (every axis
   cut to 8 above a million elements), never on their values. A learning-rate-free direction
   points *along* a constant gradient :math:`g` (:math:`\mathrm{Re}\langle g, u\rangle \ge 0`
   on every leaf: Adam, Lion, RMSProp, SGD, Muon's orthogonalization, sign methods, clipping
@@ -679,8 +625,8 @@ def metaoptimize(
   is traced (``jax.jit``, ``optzoo.sweep``) it becomes part of that program, so a sweep still
   compiles once, and its ``ValueError`` arrives wrapped in ``jax.errors.JaxRuntimeError`` when
   the program runs (under ``jax.eval_shape`` nothing runs, so nothing is checked). A
-  *positive* constant factor that the construction-time check cannot see passes the probe: it
-  only rescales the step size, which is learned anyway. Pre-processing before the wrapper
+  *positive* constant factor (``optax.scale(2.0)``) passes the probe: it only rescales the
+  step size, which is learned anyway. Pre-processing before the wrapper
   (``optax.clip_by_global_norm``) is fine; nothing that rescales may follow.
 
   The log step sizes are shared by the weights of a block (all of them at the default
@@ -756,8 +702,7 @@ def metaoptimize(
       :math:`\alpha_t`, then update ``beta``) or ``'next'`` (``beta`` first, as IDBD); static.
     trace_dtype: dtype of the trace ``h``. Default None: float32 (float64 for float64 params).
     check_base: refuse (``ValueError``) a ``base`` that carries a learning rate or a weight
-      decay, at construction when optax's factories are visible in it and otherwise by the
-      probe at ``init`` (see above); static. Default True. False skips both.
+      decay, by the probe at ``init`` (see above); static. Default True. False skips it.
     safeguard: keyword-only, static. Default True: the meta step shrinks once the meta signal
       falls below a tenth of its peak (see above), so the step size settles when the loss
       has converged. False: the authors' algorithm exactly (the step size can then run away

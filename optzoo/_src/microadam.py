@@ -21,7 +21,8 @@ import numpy as np
 import optax
 
 
-from optzoo._src import alias, checks, trees
+from optzoo._src import alias
+from optzoo._src.base import checks, trees
 from optzoo import compression as C
 
 
@@ -132,11 +133,7 @@ _COMPLEX_REASON = (
 
 
 def _init(cfg: _Config, params) -> ScaleByMicroAdamState:
-  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-    if jnp.iscomplexobj(leaf):
-      raise TypeError(f"microadam: the leaf {jax.tree_util.keystr(path)} has dtype "
-                      f"{leaf.dtype}. " + _COMPLEX_REASON)
-  checks.check_float_leaves("microadam", params, allow_complex=False)
+  checks.check_float_leaves("microadam", params, complex_reason=_COMPLEX_REASON)
   treedef = jax.tree.structure(params)
   fields = trees.unzip(treedef, [_init_leaf(cfg, p) for p in jax.tree.leaves(params)], 5)
   idx, val, ef, qmin, qmax = fields

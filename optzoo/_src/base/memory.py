@@ -49,7 +49,7 @@ def _sum_of_squares(params: Any) -> jax.Array:
   return 0.5 * sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(params))
 
 
-def update_temp_bytes_per_param(tx: Any, params: Any, extra_args: Any = (),
+def temp_bytes_per_param(tx: Any, params: Any, extra_args: Any = (),
                                 loss_fn: Any = None, device: Any = None) -> float:
   """Peak temporary bytes per parameter of the optimizer's compiled ``update``.
 

@@ -13,6 +13,16 @@ from typing import Any, Callable
 import jax
 import optax
 
+#: Why a curvature optimizer (AdaHessian, Krylov cubic Newton) refuses complex leaves.
+REAL_HVP_REASON = ("This optimizer works with real leaves only (its Hessian-vector product "
+                   "algebra is real). Optimize the real and imaginary parts as two float leaves "
+                   "(params (re, im), and z = re + 1j * im inside the loss).")
+#: How to keep non-float leaves out of a curvature optimizer.
+FROZEN_REMEDY = ("Hessian-vector products need floating-point leaves. Keep such leaves out of "
+                 "the optimizer with optax.partition({'opt': tx, 'frozen': optax.set_to_zero()}, "
+                 "labels) and pass obj_fn=optzoo.frozen_objective(loss_fn, params) to its update "
+                 "(the objective then sees every leaf).")
+
 
 def _is_masked(x: Any) -> bool:
   return isinstance(x, optax.MaskedNode)

@@ -118,19 +118,27 @@ def require_obj_fn(who: str, obj_fn: Any, params: Any) -> None:
         "where loss_fn(params) is the scalar loss of the same batch as grads.")
 
 
-def check_float_leaves(who: str, params: Any, *, allow_complex: bool = True) -> None:
-  """A ``TypeError`` naming the first leaf of ``params`` that is not floating point (or complex,
-  when ``allow_complex``), with the remedy: keep such leaves out of the optimizer."""
+_KEEP_OUT = ("Keep such leaves out of the optimizer, e.g. with "
+             "optax.partition({'opt': tx, 'none': optax.set_to_zero()}, labels).")
+
+
+def check_float_leaves(who: str, params: Any, *, complex_reason: str | None = None,
+                       remedy: str = _KEEP_OUT) -> None:
+  """A ``TypeError`` naming the first leaf of ``params`` that is not floating point, with
+  ``remedy``. Complex leaves pass, unless ``complex_reason`` says why the optimizer needs real
+  ones (then the error names the complex leaf with that reason)."""
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
-    ok = np.issubdtype(dtype, np.floating) or (allow_complex and np.issubdtype(dtype, np.complexfloating))
-    ok |= jax.dtypes.issubdtype(dtype, jax.numpy.floating)  # bfloat16 and other ml_dtypes floats
-    if not ok:
-      kinds = "floating-point or complex" if allow_complex else "floating-point"
-      raise TypeError(
-          f"{who}: the leaf {jax.tree_util.keystr(path)} has dtype {dtype}; it needs "
-          f"{kinds} leaves. Keep such leaves out of the optimizer, e.g. with "
-          "optax.partition({'opt': tx, 'none': optax.set_to_zero()}, labels).")
+    name = jax.tree_util.keystr(path)
+    if np.issubdtype(dtype, np.complexfloating):
+      if complex_reason is None:
+        continue
+      raise TypeError(f"{who}: the leaf {name} is complex ({dtype}). {complex_reason}")
+    if not (np.issubdtype(dtype, np.floating)
+            or jax.dtypes.issubdtype(dtype, jax.numpy.floating)):  # bfloat16 and other ml_dtypes
+      kinds = "floating-point" if complex_reason else "floating-point or complex"
+      raise TypeError(f"{who}: the leaf {name} has dtype {dtype}; it needs {kinds} leaves. "
+                      + remedy)
 
 
 def check_leaf_shapes(who: str, updates: Any, reference: Any) -> None:
