@@ -153,3 +153,48 @@ def test_functions_are_short_enough_to_read_at_once(name):
           for n in ast.walk(ast.parse(MODULES[name].read_text()))
           if isinstance(n, ast.FunctionDef) and code_lines(n) > 120]
   assert not long, long
+
+
+# ----------------------------------------------------------------------------- adding an optimizer
+REPO = ROOT.parent
+README = (REPO / "README.md").read_text()
+
+
+def _places(entry) -> dict[str, bool]:
+  """Every place a registry entry must touch, and whether it does (the README's list)."""
+  module = entry.factory.__module__.rsplit(".", 1)[-1]
+  api = REPO / "docs" / "api" / f"{entry.family.replace('-', '_')}.rst"
+  return {
+      "optzoo/_src/<module>.py": (ROOT / "_src" / f"{module}.py").exists(),
+      "optzoo/__init__.py": getattr(optzoo, entry.name, None) is entry.factory,
+      "optzoo/registry.py": entry.factory.__module__ == f"optzoo._src.{module}",
+      "tests/<module>_test.py": (REPO / "tests" / f"{module}_test.py").exists(),
+      "tests/architecture_test.py": module in PAPERS,
+      "docs/api/<family>.rst": api.exists() and f"autofunction:: optzoo.{entry.name}\n"
+                               in api.read_text(),
+      "docs/algorithms.md": f"(reconstructed-{entry.name})="
+                            in (REPO / "docs" / "algorithms.md").read_text(),
+  }
+
+
+def test_every_optimizer_touches_every_place_and_the_readme_lists_them():
+  from optzoo import registry  # noqa: PLC0415
+
+  adding = README[README.index("Adding an optimizer touches"):]
+  adding = adding[:adding.index("\n\n")]
+  for entry in registry.ENTRIES:
+    missing = [place for place, ok in _places(entry).items() if not ok]
+    assert not missing, f"{entry.name} is missing from {missing}"
+  unlisted = [place for place in _places(registry.ENTRIES[0]) if f"`{place}`" not in adding]
+  assert not unlisted, f"README's 'Adding an optimizer' does not name {unlisted}"
+
+
+def test_the_readme_layer_map_lists_every_module():
+  layout = README[README.index("Layers, lowest first"):]
+  layout = layout[:layout.index("Adding an optimizer")]
+  missing = [name for name, path in MODULES.items()
+             if path.name != "__init__.py" or name == "optzoo"
+             if (path.name if name.rsplit(".", 1)[-1] not in PAPERS else name.rsplit(".", 1)[-1])
+             not in layout]
+  assert not missing, f"modules missing from the README's layer map: {missing}"
+

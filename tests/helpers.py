@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -155,3 +156,20 @@ def run_pytest(path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
       [sys.executable, "-m", "pytest", *_plugin_args(), "-p", "no:cacheprovider",
        "-q", "-rs", str(path), *args],
       capture_output=True, text=True, env=repo_env(), cwd=path.parent, timeout=900)
+
+
+# ----------------------------------------------------------------------------- layer-rate fixtures
+def noisy_grads(params, key, stds):
+  """Gradient of 0.5||X||^2 plus Gaussian noise of std stds[path-key] per leaf."""
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  # in float32 (the noise's dtype) whatever the params' dtype, then back to it
+  return treedef.unflatten([(p.astype(jnp.float32) + s * jax.random.normal(k, p.shape))
+                            .astype(p.dtype)
+                            for p, k, s in zip(leaves, keys, treedef.flatten_up_to(stds))])
+
+
+def three_layers():
+  """Three (6, 8) float32 matrices l0, l1, l2 (a LANTON group of equal layers)."""
+  rng = np.random.default_rng(1)
+  return {k: jnp.asarray(rng.normal(size=(6, 8)), jnp.float32) for k in ("l0", "l1", "l2")}

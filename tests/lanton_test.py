@@ -1,4 +1,4 @@
-"""Tests of LANTON and noise_adaptive_layerwise: reductions, rate properties, plumbing, options."""
+"""Tests of LANTON: reductions, rate properties, plumbing, options."""
 
 from __future__ import annotations
 
@@ -10,15 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import optzoo
 from optzoo import lmo
 from optzoo import default_lanton_labels, lanton, layer_rates, noise_adaptive_layerwise, \
   scale_by_lanton
 
-from helpers import assert_trees_equal, run, with_standard_promotion
+from helpers import assert_trees_equal, noisy_grads, run, three_layers
 
 # lanton's default vector optimizer is optax.adamw, whose bias correction computes a Python
 # float ** int32 count (in every update, even with no vector leaves): strict promotion rejects it
@@ -34,16 +32,6 @@ def _params(seed=0):
                 "mlp": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32),
                 "scale": jnp.ones(4, jnp.float32)},
   }
-
-
-def _noisy_grads(params, key, stds):
-  """Gradient of 0.5||X||^2 plus Gaussian noise of std stds[path-key] per leaf."""
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  # in float32 (the noise's dtype) whatever the params' dtype, then back to it
-  return treedef.unflatten([(p.astype(jnp.float32) + s * jax.random.normal(k, p.shape))
-                            .astype(p.dtype)
-                            for p, k, s in zip(leaves, keys, treedef.flatten_up_to(stds))])
 
 
 def test_default_labels_by_shape_and_path():
@@ -101,17 +89,12 @@ def test_equal_noise_across_a_group_gives_rate_one():
 
 
 # ----------------------------------------------------------------------------- rates
-def _three_layers():
-  rng = np.random.default_rng(1)
-  return {k: jnp.asarray(rng.normal(size=(6, 8)), jnp.float32) for k in ("l0", "l1", "l2")}
-
-
 def test_a_noisier_layer_gets_a_lower_rate_and_rates_are_normalised():
-  params = _three_layers()
+  params = three_layers()
   stds = {"l0": 0.1, "l1": 0.1, "l2": 2.0}
   tx = scale_by_lanton(warmup_steps=5)
   state = run(optax.chain(tx, optax.scale(-1e-2)), params, 40,
-              grads=lambda p, t: _noisy_grads(p, jax.random.PRNGKey(t), stds)).states[-1]
+              grads=lambda p, t: noisy_grads(p, jax.random.PRNGKey(t), stds)).states[-1]
   r = optax.tree.get(state, "rates")
   assert float(r["l2"]) < 0.5 * min(float(r["l0"]), float(r["l1"]))
   assert max(float(v) for v in r.values()) == 1.0
@@ -126,7 +109,7 @@ def test_scaling_the_loss_leaves_updates_unchanged():
   def scaled(c):
     tx = lanton(1e-2, vector_optimizer="sign", warmup_steps=2, ns_eps=0.0)
     out = run(tx, params, 8, grads=lambda p, t: jax.tree.map(
-        lambda g: c * g, _noisy_grads(p, jax.random.PRNGKey(t), stds)))
+        lambda g: c * g, noisy_grads(p, jax.random.PRNGKey(t), stds)))
     return out.params[-1], out.states[-1], out.updates
 
   p1, s1, u1 = scaled(1.0)
@@ -230,7 +213,7 @@ def test_bfloat16_params_and_mu_dtype():
   state = tx.init(params)
   step = jax.jit(tx.update)
   for t in range(3):
-    g = _noisy_grads(params, jax.random.PRNGKey(t), jax.tree.map(lambda _: 0.5, params))
+    g = noisy_grads(params, jax.random.PRNGKey(t), jax.tree.map(lambda _: 0.5, params))
     u, state = step(g, state, params)
     assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(u))
     params = optax.apply_updates(params, u)
@@ -258,12 +241,12 @@ def test_inside_optax_partition_with_masked_nodes():
 
 # ----------------------------------------------------------------------------- options
 def test_warmup_keeps_rates_at_one_then_releases_them():
-  params = _three_layers()
+  params = three_layers()
   stds = {"l0": 0.1, "l1": 0.1, "l2": 3.0}
   tx = optax.chain(scale_by_lanton(warmup_steps=6), optax.scale(-1e-2))
   state = tx.init(params)
   for t in range(8):
-    _, state = tx.update(_noisy_grads(params, jax.random.PRNGKey(t), stds), state, params)
+    _, state = tx.update(noisy_grads(params, jax.random.PRNGKey(t), stds), state, params)
     r = optax.tree.get(state, "rates")["l2"]
     assert (float(r) == 1.0) == (t < 6), (t, float(r))
 
@@ -346,9 +329,9 @@ def test_dual_norm_options_measure_the_hidden_noise(dual):
 
 @OPTAX_ADAMW
 def test_decay_with_rate_flag():
-  params = _three_layers()
+  params = three_layers()
   stds = {"l0": 0.01, "l1": 0.01, "l2": 3.0}
-  grads = [_noisy_grads(params, jax.random.PRNGKey(t), stds) for t in range(5)]
+  grads = [noisy_grads(params, jax.random.PRNGKey(t), stds) for t in range(5)]
 
   def last(decay_with_rate, wd):
     tx = lanton(1e-2, weight_decay=wd, warmup_steps=0, decay_with_rate=decay_with_rate)
@@ -368,13 +351,13 @@ def test_decay_with_rate_flag():
 
 
 def test_noise_every_refreshes_h_only_on_due_steps():
-  params = _three_layers()
+  params = three_layers()
   stds = {"l0": 0.1, "l1": 0.5, "l2": 2.0}
   tx = scale_by_lanton(noise_every=3, dual_norm="ns")
   s = tx.init(params)
   hist = []
   for t in range(7):
-    _, s = tx.update(_noisy_grads(params, jax.random.PRNGKey(t), stds), s, params)
+    _, s = tx.update(noisy_grads(params, jax.random.PRNGKey(t), stds), s, params)
     hist.append(float(s.noise["l2"]))
   # samples at counts 3 and 6 only (count 0 has no sample)
   assert hist[:3] == [0.0, 0.0, 0.0] and hist[3] > 0 and hist[3] == hist[4] == hist[5] < hist[6]
@@ -388,7 +371,7 @@ def test_norm_groups_by_shape_split_the_normalisation():
   for groups, b_is_one in ((None, False), ("shape", True)):
     tx = optax.chain(scale_by_lanton(warmup_steps=0, norm_groups=groups), optax.scale(-1e-2))
     s = run(tx, params, 6,
-            grads=lambda p, t: _noisy_grads(p, jax.random.PRNGKey(t), stds)).states[-1]
+            grads=lambda p, t: noisy_grads(p, jax.random.PRNGKey(t), stds)).states[-1]
     assert (float(optax.tree.get(s, "rates")["b"]) == 1.0) == b_is_one
 
 
@@ -437,7 +420,7 @@ def test_noisy_layers_reach_a_lower_loss_than_the_uniform_rate():
 
   def final_loss(r_min):
     tx = lanton(0.1, weight_decay=0.0, r_min=r_min)
-    grad = lambda p, t: _noisy_grads(jax.tree.map(lambda a, b: a - b, p, targets),
+    grad = lambda p, t: noisy_grads(jax.tree.map(lambda a, b: a - b, p, targets),
                                      jax.random.PRNGKey(t), stds)
     p = run(tx, init, 150, grads=grad).params[-1]
     return float(loss(p))
@@ -464,73 +447,6 @@ def test_deep_linear_net_with_noise_injection_converges_without_nans():
   assert float(loss(p)) < 0.1 * float(loss(params))
   assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(p))
   assert float(optax.tree.get(s, "rates")["w1"]) < 1.0
-
-
-# ----------------------------------------------------------------------------- the wrapper
-def test_wrapper_with_zero_noise_equals_the_inner_optimizer_bit_for_bit():
-  params = _params()
-  c = jax.tree.map(lambda p: jnp.cos(jnp.arange(p.size, dtype=jnp.float32).reshape(p.shape)), params)
-  for inner_fn in (lambda: optax.lion(1e-3), lambda: optax.sgd(0.1),
-                   lambda: with_standard_promotion(optax.adam(1e-2))):
-    wrapped = noise_adaptive_layerwise(inner_fn(), dual_norm="l1", warmup_steps=0)
-    inner = inner_fn()
-    sw, si = wrapped.init(params), inner.init(params)
-    for _ in range(3):
-      uw, sw = wrapped.update(c, sw, params)
-      ui, si = inner.update(c, si, params)
-      assert_trees_equal(uw, ui)
-
-
-@pytest.mark.parametrize("dual,seed", [("l1", 0), ("l2", 1), ("ns", 2), ("svd", 3)])
-def test_wrapper_lowers_the_rate_of_the_noisy_layer(dual, seed):
-  params = _three_layers()
-  stds = {"l0": 0.05, "l1": 0.05, "l2": 2.0}
-  tx = noise_adaptive_layerwise(optax.lion(1e-3, weight_decay=0.0), dual_norm=dual, warmup_steps=0)
-  out = run(tx, params, 12,
-            grads=lambda p, t: _noisy_grads(p, jax.random.PRNGKey(seed + t), stds))
-  s, ups = out.states[-1], out.updates
-  r = s.rates
-  assert float(r["l2"]) < 0.5 and max(float(v) for v in r.values()) == 1.0
-  # lion's update magnitudes are lr * rate
-  np.testing.assert_allclose(jnp.max(jnp.abs(ups[-1]["l2"])), 1e-3 * r["l2"], rtol=1e-5)
-
-
-def test_wrapper_stacks_callable_dual_and_split():
-  stack = jnp.ones((3, 4, 5))
-  tx = noise_adaptive_layerwise(optax.sgd(0.1), dual_norm=lambda x: jnp.sum(x**2, axis=(-2, -1)),
-                                noise_estimator="split", warmup_steps=0)
-  s = tx.init({"w": stack})
-  assert s.noise["w"].shape == (3,)
-  nd = {"w": jnp.stack([jnp.ones((4, 5)), 2 * jnp.ones((4, 5)), 4 * jnp.ones((4, 5))])}
-  u, s = tx.update({"w": stack}, s, {"w": stack}, noise_grads=nd)
-  # H = (1-b2) n^2 with n = 20, 80, 320 -> r = n_min / n
-  np.testing.assert_allclose(s.rates["w"], [1.0, 0.25, 0.0625], rtol=1e-5)
-  np.testing.assert_allclose(u["w"][:, 0, 0], -0.1 * np.array([1.0, 0.25, 0.0625]), rtol=1e-5)
-  with pytest.raises(ValueError, match="noise_grads"):
-    tx.update({"w": stack}, s, {"w": stack})
-
-
-def test_lanton_and_the_wrapper_share_the_rate_machinery():
-  """All leaves in one sign group: scale_by_lanton's noise EMAs and rates are the wrapper's with
-  the l1 dual norm, bit for bit, for every estimator, normalisation and refresh period."""
-  params = _three_layers()
-  stds = {"l0": 0.1, "l1": 0.5, "l2": 2.0}
-  kw = dict(b2=0.9, r_min=0.1, warmup_steps=2)
-  for extra in ({}, {"normalize": "mean", "r_max": 3.0}, {"noise_every": 2},
-                {"noise_estimator": "split"}):
-    ours = scale_by_lanton(labels="embed_head", **kw, **extra)
-    theirs = noise_adaptive_layerwise(optax.sgd(0.1), dual_norm="l1", dual_per_entry=False,
-                                      **kw, **extra)
-    so, st = ours.init(params), theirs.init(params)
-    assert (so.prev_grad is None) == (st.prev_grad is None)
-    for t in range(6):
-      g = _noisy_grads(params, jax.random.PRNGKey(t), stds)
-      nd = {"noise_grads": _noisy_grads(params, jax.random.PRNGKey(100 + t), stds)}
-      _, so = ours.update(g, so, params, **nd)
-      _, st = theirs.update(g, st, params, **nd)
-      for field in ("noise", "rates"):
-        assert_trees_equal(getattr(so, field), getattr(st, field))
-    assert float(jnp.min(jnp.stack(jax.tree.leaves(so.rates)))) < 1.0
 
 
 def test_mode_arguments_are_keyword_only():

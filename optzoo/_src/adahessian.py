@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optzoo import curvature
+from optzoo import curvature as _curvature
 from optzoo import layouts as _layouts
 from optzoo._src import alias
 from optzoo._src.base import checks, masking
@@ -255,7 +255,7 @@ def _curvature_matvec(cfg, params, obj_fn, hvp_fn, hessian_diag):
     # caller's own gradient computation, so a refresh pays only for the tangent pass and a
     # skipped step pays nothing.
     return jax.linearize(jax.grad(obj_fn), params)[1]
-  return lambda z: curvature.hvp(obj_fn, params, z)
+  return lambda z: _curvature.hvp(obj_fn, params, z)
 
 
 def _refresh(key, *, cfg, nu, like, matvec, hessian_diag, lays):
@@ -264,7 +264,7 @@ def _refresh(key, *, cfg, nu, like, matvec, hessian_diag, lays):
   if hessian_diag is not None:
     est = hessian_diag
   else:
-    est = curvature.hutchinson_estimate(matvec, like, sub, cfg.n_samples)
+    est = _curvature.hutchinson_estimate(matvec, like, sub, cfg.n_samples)
   paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(est)[0]]
   treedef = jax.tree.structure(est)
   d = [average_curvature(jnp.abs(e).astype(v.dtype), cfg.averaging, path, lay)

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from optzoo import curvature
+from optzoo import curvature as _curvature
 from optzoo._src import alias
 from optzoo._src.base import checks, masking, trees
 
@@ -111,7 +111,7 @@ def _make_step(subspace_dim, *, shrink, grow, max_backtracks, min_M, max_M, reor
     g = flat(g_obj) if grad is None else flat(grad)
     gnorm = jnp.linalg.norm(g)
 
-    basis, tridiag = curvature.lanczos(lambda v: flat(lin(to_tree(v))[1]), g, subspace_dim,
+    basis, tridiag = _curvature.lanczos(lambda v: flat(lin(to_tree(v))[1]), g, subspace_dim,
                                        reortho=reortho, breakdown_tol=breakdown_tol)
     theta, Q = jnp.linalg.eigh(tridiag)
     gamma = gnorm * Q[0, :]  # Q^T (V g) with V g = |g| e_1
@@ -125,12 +125,12 @@ def _make_step(subspace_dim, *, shrink, grow, max_backtracks, min_M, max_M, reor
       return step_tree, jnp.asarray(obj_fn(new_params), dtype)
 
     if adaptive:
-      step_tree, M, lam, model, accepted, num_bt = curvature.backtrack_cubic_step(
+      step_tree, M, lam, model, accepted, num_bt = _curvature.backtrack_cubic_step(
           theta, gamma, f, state.M, try_step, shrink=shrink, grow=grow,
           max_backtracks=max_backtracks, min_M=min_M, max_M=max_M, secular_iters=secular_iters)
     else:
       M = state.M
-      y, lam, model = curvature.solve_cubic_subproblem_diagonal(theta, gamma, M, secular_iters)
+      y, lam, model = _curvature.solve_cubic_subproblem_diagonal(theta, gamma, M, secular_iters)
       step_tree = to_step(y)
       accepted = jnp.array(True)
       num_bt = jnp.zeros([], jnp.int32)

@@ -24,7 +24,6 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import math
@@ -118,8 +117,7 @@ class ScaleByLantonState(NamedTuple):
   rates: optax.Updates
 
 
-@dataclasses.dataclass(frozen=True)
-class _Lanton:
+class _Config(NamedTuple):
   """The arguments of :func:`scale_by_lanton` after validation."""
 
   rule: layer_rates.RateRule
@@ -167,13 +165,13 @@ def _lanton_config(*, b1, b2, ns_steps, noise_estimator, normalize, r_min, warmu
                    hidden_scale, dual_norm, labels, weight_decay, weight_decay_mask, ns_coeffs,
                    ns_eps, ns_dtype, sign_scale, r_max, rate_eps, nesterov, mu_dtype,
                    norm_groups, noise_every, dual_shape_factor, layouts, stack_axes, noise_floor,
-                   prev_dtype) -> _Lanton:
+                   prev_dtype) -> _Config:
   """Validates the arguments of :func:`scale_by_lanton`."""
   checks.check_beta("b1", b1)
   rule = layer_rates.rate_rule(b2, noise_estimator, normalize, r_min, r_max, rate_eps,
                                warmup_steps, noise_every, noise_floor, prev_dtype, NoiseEstimator)
   ns_steps = _check_lmo_args(ns_steps, hidden_scale, dual_norm, ns_eps, sign_scale, weight_decay)
-  return _Lanton(
+  return _Config(
       rule=rule, b1=b1, nesterov=nesterov, ns_steps=ns_steps, ns_coeffs=tuple(ns_coeffs),
       ns_eps=ns_eps, ns_dtype=jnp.result_type(float) if ns_dtype is None else ns_dtype,
       hidden_scale=hidden_scale, dual_norm=dual_norm, dual_shape_factor=dual_shape_factor,
@@ -192,7 +190,7 @@ def _group_labels(labels, layouts, stack_axes, tree, views=None) -> list[str]:
   return [_KIND_GROUP[v.lay.kind] for v in views]
 
 
-def _lanton_groups(cfg: _Lanton, tree):
+def _lanton_groups(cfg: _Config, tree):
   """Per leaf: the LANTON label, the view, and the normalisation group ``(label, norm group)``.
 
   A 'hidden' leaf is Newton-Schulz'd on its layout's matrix view; one labelled 'hidden' against
@@ -216,7 +214,7 @@ def _lanton_groups(cfg: _Lanton, tree):
   return labs, views, [(lab, s) for lab, s in zip(labs, sub)]
 
 
-def _lanton_init(cfg: _Lanton, params) -> ScaleByLantonState:
+def _lanton_init(cfg: _Config, params) -> ScaleByLantonState:
   checks.check_float_leaves("scale_by_lanton", params,
                             complex_reason=layer_rates.COMPLEX_REASON)
   _, views, _ = _lanton_groups(cfg, params)  # label and layout errors surface at init
@@ -226,13 +224,13 @@ def _lanton_init(cfg: _Lanton, params) -> ScaleByLantonState:
   return ScaleByLantonState(count, mu, prev_grad, noise, rates)
 
 
-def _ns(cfg: _Lanton, xs):
+def _ns(cfg: _Config, xs):
   """Newton-Schulz of many arrays, batched per shape, as float32."""
   outs = _lmo.newton_schulz_many(xs, cfg.ns_steps, cfg.ns_coeffs, cfg.ns_eps, cfg.ns_dtype)
   return [r.astype(jnp.float32) for r in outs]
 
 
-def _hidden_dual(cfg: _Lanton, view: layer_rates.View, d, nsd):
+def _hidden_dual(cfg: _Config, view: layer_rates.View, d, nsd):
   """``sqrt(cols/rows) ||d||_*`` of every layer of a hidden leaf (``d`` and ``nsd`` are matrix
   views); 'ns' reads ``sum(d * NS(d))`` from ``nsd``."""
   m, n = view.dims
@@ -245,7 +243,7 @@ def _hidden_dual(cfg: _Lanton, view: layer_rates.View, d, nsd):
   return view.per_layer(val)
 
 
-def _lanton_samples(cfg: _Lanton, labs, views, mats, ns_diffs):
+def _lanton_samples(cfg: _Config, labs, views, mats, ns_diffs):
   """Noise samples: the hidden dual norm of hidden leaves (``mats``: their matrix views),
   entrywise l1 of every layer of the sign groups."""
   sign_dual = layer_rates.layer_dual("l1", per_entry=False)
@@ -258,7 +256,7 @@ def _lanton_samples(cfg: _Lanton, labs, views, mats, ns_diffs):
   return out
 
 
-def _lanton_noise(cfg: _Lanton, labs, views, dirs_in, diffs, h_old, valid, count):
+def _lanton_noise(cfg: _Config, labs, views, dirs_in, diffs, h_old, valid, count):
   """Newton-Schulz of the hidden LMO inputs (matrix views), and the new noise EMAs.
 
   With the 'ns' dual norm refreshed every step, the Newton-Schulz of the hidden noise runs in
@@ -295,7 +293,7 @@ def _lanton_noise(cfg: _Lanton, labs, views, dirs_in, diffs, h_old, valid, count
   return ns_dir, layer_rates.refresh_noise(cfg.rule, h_old, diffs, valid, count, samples)
 
 
-def _lanton_directions(cfg: _Lanton, labs, views, g_leaves, dirs_in, ns_dir, rates, decay,
+def _lanton_directions(cfg: _Config, labs, views, g_leaves, dirs_in, ns_dir, rates, decay,
                        p_leaves):
   """Per leaf ``r * (s * dir + wd * X)``, in the gradient's dtype."""
   out = []
@@ -313,7 +311,7 @@ def _lanton_directions(cfg: _Lanton, labs, views, g_leaves, dirs_in, ns_dir, rat
   return out
 
 
-def _lanton_update(cfg: _Lanton, updates, state: ScaleByLantonState, params, extra_args):
+def _lanton_update(cfg: _Config, updates, state: ScaleByLantonState, params, extra_args):
   checks.check_same_structure(updates, params)
   checks.check_leaf_shapes("scale_by_lanton", updates, state.mu)
   labs, views, groups = _lanton_groups(cfg, updates)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Literal, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -200,8 +200,7 @@ def layer_rates(
 
 
 # ----------------------------------------------------------------------------- the rate machinery
-@dataclasses.dataclass(frozen=True)
-class RateRule:
+class RateRule(NamedTuple):
   """How LANTON and the noise-adaptive wrapper turn gradient noise into layer rates."""
 
   b2: Any

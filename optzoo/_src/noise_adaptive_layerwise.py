@@ -11,7 +11,6 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Callable, Literal, NamedTuple
 
@@ -49,8 +48,7 @@ class NoiseAdaptiveLayerwiseState(NamedTuple):
   inner_state: Any
 
 
-@dataclasses.dataclass(frozen=True)
-class _Wrapper:
+class _Config(NamedTuple):
   """The arguments of :func:`noise_adaptive_layerwise` after validation."""
 
   rule: layer_rates.RateRule
@@ -61,7 +59,7 @@ class _Wrapper:
   stack_axes: Any
 
 
-def _wrapper_leaves(w: _Wrapper, tree):
+def _wrapper_leaves(w: _Config, tree):
   """Per leaf: the noise sample of a difference (per layer, float32), and how a per-layer array
   broadcasts against the leaf. A callable dual norm takes the raw leaf, and its output's axes
   are the leaf's leading axes; a named one follows the layouts."""
@@ -76,7 +74,7 @@ def _wrapper_leaves(w: _Wrapper, tree):
           [v.expand for v in views])
 
 
-def _wrapper_init(w: _Wrapper, inner, params) -> NoiseAdaptiveLayerwiseState:
+def _wrapper_init(w: _Config, inner, params) -> NoiseAdaptiveLayerwiseState:
   checks.check_float_leaves("noise_adaptive_layerwise", params,
                             complex_reason=layer_rates.COMPLEX_REASON)
   samples, _ = _wrapper_leaves(w, params)
@@ -87,7 +85,7 @@ def _wrapper_init(w: _Wrapper, inner, params) -> NoiseAdaptiveLayerwiseState:
                                      inner_state=inner.init(params))
 
 
-def _wrapper_update(w: _Wrapper, inner, updates, state, params, extra_args):
+def _wrapper_update(w: _Config, inner, updates, state, params, extra_args):
   rule = w.rule
   checks.check_same_structure(updates, params)
   reference = state.prev_grad if state.prev_grad is not None else params
@@ -210,7 +208,7 @@ def noise_adaptive_layerwise(
   elif not callable(dual_norm):
     raise TypeError(f"dual_norm must be a name in optzoo.lmo.DUAL_NORMS or a callable, got "
                     f"{dual_norm!r}.")
-  w = _Wrapper(rule, dual_norm, bool(dual_per_entry), labels, layouts, stack_axes)
+  w = _Config(rule, dual_norm, bool(dual_per_entry), labels, layouts, stack_axes)
   inner = optax.with_extra_args_support(inner)
 
   def init_fn(params):
