@@ -381,9 +381,7 @@ def first_below(xs, subopt, level=TARGET):
   return None if len(idx) == 0 else float(xs[idx[0]])
 
 
-def main(argv=None):
-  import optzoo  # noqa: PLC0415
-
+def _parse(argv):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--quick", action="store_true", help="d = 1,000 only, small budgets")
   ap.add_argument("--dims", type=int, nargs="*", default=None)
@@ -402,90 +400,91 @@ def main(argv=None):
   ap.add_argument("--numpy-repeats", type=int, default=5,
                   help="alternating runs of optzoo and the NumPy reference (--quick: 2)")
   common.add_out_argument(ap)
-  args = ap.parse_args(argv)
-  if args.dtype == "float64":
-    jax.config.update("jax_enable_x64", True)
-  dtype = jnp.dtype(args.dtype)
-  dims = args.dims or ([1000] if args.quick else [1000, 10_000, 100_000])
-  max_time = 15.0 if args.quick else args.max_time
-  full_max_d = args.full_max_d or (2000 if jax.devices()[0].platform == "cpu" else 10_000)
+  return ap.parse_args(argv)
+
+
+def _runs(args, d, fun, x0, max_time, full_max_d) -> dict:
+  """{method: (work, times, values, unit)} of every method on one problem."""
+  import optzoo  # noqa: PLC0415
+
   m = args.m
+  runs = {}
+  print(f"d={d}: krylov", flush=True)
+  _, info = optzoo.krylov_cubic_newton_minimize(fun, x0, subspace_dim=m, max_iters=200, tol=1e-9)
+  runs[f"krylov m={m}"] = (np.concatenate([[0], info.hvp_counts]),
+                           np.concatenate([[0.0], info.times]), info.values, "HVPs")
+  budget = args.sscn_budget * max(info.hvps, m)
+  k_sub = np.maximum(info.values - info.values.min(), 0.0)
+  k_reach = first_below(np.concatenate([[0], info.hvp_counts]), k_sub) or info.hvps
+  for name, basis in ((f"random coords m={m}", coordinate_basis(m)),
+                      (f"random gaussian m={m}", gaussian_basis(m))):
+    print(f"d={d}: {name}", flush=True)
+    step = subspace_cubic_step(fun, basis, m)
+    # at least 3x Krylov's HVPs to the target, so the target's verdict is decided
+    runs[name] = (*run_subspace(fun, x0, step, m, budget, max_time, min_hvps=3 * k_reach,
+                                stop_value=info.values.min() + TARGET / 10), "HVPs")
+  if d <= full_max_d:
+    print(f"d={d}: full", flush=True)
+    runs["full cubic newton"] = (*run_subspace(fun, x0, full_cubic_step(fun), d, 200 * d,
+                                               max_time), "HVPs")
+  print(f"d={d}: lbfgs", flush=True)
+  runs["optax.lbfgs"] = (*run_lbfgs(fun, x0, 2000, max_time), "value+grad evals")
+  return runs
+
+
+def _plot(runs, f_star, title, name, out) -> list[tuple]:
+  """Suboptimality against work and time; returns one row per method for the results table."""
   plt = common.pyplot()
-  machine = common.machine_name()
-  prefix = "krylov_quick" if args.quick else "krylov"
-  rows, target_rows = [], []
-  for d in dims:
-    n = 3 * d
-    cols, vals, y = make_data(d, n)
-    fun = make_loss(cols, vals, y, args.l2, dtype)
-    x0 = jnp.zeros(d, dtype)
-    runs = {}
-    print(f"d={d}: krylov", flush=True)
-    _, info = optzoo.krylov_cubic_newton_minimize(fun, x0, subspace_dim=m, max_iters=200,
-                                                  tol=1e-9)
-    runs[f"krylov m={m}"] = (np.concatenate([[0], info.hvp_counts]),
-                             np.concatenate([[0.0], info.times]), info.values, "HVPs")
-    budget = args.sscn_budget * max(info.hvps, m)
-    k_sub = np.maximum(info.values - info.values.min(), 0.0)
-    k_reach = first_below(np.concatenate([[0], info.hvp_counts]), k_sub) or info.hvps
-    for name, basis in ((f"random coords m={m}", coordinate_basis(m)),
-                        (f"random gaussian m={m}", gaussian_basis(m))):
-      print(f"d={d}: {name}", flush=True)
-      step = subspace_cubic_step(fun, basis, m)
-      # at least 3x Krylov's HVPs to the target, so the target's verdict is decided
-      runs[name] = (*run_subspace(fun, x0, step, m, budget, max_time, min_hvps=3 * k_reach,
-                                  stop_value=info.values.min() + TARGET / 10), "HVPs")
-    if d <= full_max_d:
-      print(f"d={d}: full", flush=True)
-      runs["full cubic newton"] = (*run_subspace(fun, x0, full_cubic_step(fun), d, 200 * d,
-                                                 max_time), "HVPs")
-    print(f"d={d}: lbfgs", flush=True)
-    runs["optax.lbfgs"] = (*run_lbfgs(fun, x0, 2000, max_time), "value+grad evals")
-    f_star = min(float(np.min(r[2])) for r in runs.values())
+  rows = []
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for method, (hv, ts, vs, unit) in runs.items():
+    sub = np.maximum(vs - f_star, 1e-16)
+    style = "--" if unit != "HVPs" else "-"
+    label = method if unit == "HVPs" else f"{method} (x: {unit})"
+    axes[0].semilogy(hv, sub, style, label=label)
+    axes[1].semilogy(ts, sub, style, label=method)
+    rows.append((method, len(vs) - 1, int(hv[-1]), unit, float(ts[-1]), float(sub[-1]),
+                 first_below(hv, sub), first_below(ts, sub)))
+  axes[0].set_xscale("symlog", linthresh=10)
+  axes[1].set_xscale("symlog", linthresh=0.01)
+  for ax in axes:
+    ax.axhline(TARGET, color="gray", lw=0.8, ls=":")
+    ax.set_ylabel("f(x) - f*")
+    ax.grid(alpha=0.3)
+  axes[0].set_xlabel("Hessian-vector products (L-BFGS: value+grad evaluations)")
+  axes[1].set_xlabel("wall time (s, compile excluded)")
+  axes[0].legend(fontsize=7)
+  fig.suptitle(title, fontsize=8)
+  fig.tight_layout()
+  common.savefig(fig, name, out)
+  return rows
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, (hv, ts, vs, unit) in runs.items():
-      sub = np.maximum(vs - f_star, 1e-16)
-      style = "--" if unit != "HVPs" else "-"
-      label = name if unit == "HVPs" else f"{name} (x: {unit})"
-      axes[0].semilogy(hv, sub, style, label=label)
-      axes[1].semilogy(ts, sub, style, label=name)
-      reached_x = first_below(hv, sub)
-      reached_t = first_below(ts, sub)
-      rows.append((d, name, len(vs) - 1, int(hv[-1]), unit, float(ts[-1]), float(sub[-1]),
-                   reached_x, reached_t))
-    axes[0].set_xscale("symlog", linthresh=10)
-    axes[1].set_xscale("symlog", linthresh=0.01)
-    for ax in axes:
-      ax.axhline(TARGET, color="gray", lw=0.8, ls=":")
-      ax.set_ylabel("f(x) - f*")
-      ax.grid(alpha=0.3)
-    axes[0].set_xlabel("Hessian-vector products (L-BFGS: value+grad evaluations)")
-    axes[1].set_xlabel("wall time (s, compile excluded)")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"L2 logistic regression, d={d}, n={n} ({args.dtype}) on {machine}", fontsize=8)
-    fig.tight_layout()
-    common.savefig(fig, f"{prefix}_{d}.png", args.out)
 
-    k_hvps = first_below(runs[f"krylov m={m}"][0], np.maximum(runs[f"krylov m={m}"][2] - f_star, 0))
-    for name in (f"random coords m={m}", f"random gaussian m={m}"):
-      hv, _, vs, _ = runs[name]
-      r_hvps = first_below(hv, vs - f_star)
-      if k_hvps is None:
-        verdict, ratio = "Krylov did not reach the target", "n/a"
-      elif r_hvps is None:
-        ratio = f"<= {k_hvps / hv[-1]:.3g} (not reached in {int(hv[-1])} HVPs)"
-        verdict = "holds" if k_hvps <= hv[-1] / 3 else "undecided (budget too small)"
-      else:
-        ratio = f"{k_hvps / r_hvps:.3g}"
-        verdict = "holds" if k_hvps <= r_hvps / 3 else "fails"
-      target_rows.append((d, name, k_hvps, r_hvps, ratio, verdict))
+def _target_rows(runs, f_star, m) -> list[tuple]:
+  """Krylov's HVPs to the target against each random subspace's, and the verdict."""
+  out = []
+  k_hvps = first_below(runs[f"krylov m={m}"][0], np.maximum(runs[f"krylov m={m}"][2] - f_star, 0))
+  for name in (f"random coords m={m}", f"random gaussian m={m}"):
+    hv, _, vs, _ = runs[name]
+    r_hvps = first_below(hv, vs - f_star)
+    if k_hvps is None:
+      verdict, ratio = "Krylov did not reach the target", "n/a"
+    elif r_hvps is None:
+      ratio = f"<= {k_hvps / hv[-1]:.3g} (not reached in {int(hv[-1])} HVPs)"
+      verdict = "holds" if k_hvps <= hv[-1] / 3 else "undecided (budget too small)"
+    else:
+      ratio = f"{k_hvps / r_hvps:.3g}"
+      verdict = "holds" if k_hvps <= r_hvps / 3 else "fails"
+    out.append((name, k_hvps, r_hvps, ratio, verdict))
+  return out
 
+
+def _report(args, machine, prefix, dims, rows, target_rows) -> list[str]:
   lines = [
       "# Krylov cubic regularized Newton on L2 logistic regression",
       "",
       f"Machine: {machine}. dtype {args.dtype}, l2 = {args.l2:g}, n = 3d, 10 nonzeros per row,",
-      f"m = {m}. Generated by `python benchmarks/krylov.py{' --quick' if args.quick else ''}`.",
+      f"m = {args.m}. Generated by `python benchmarks/krylov.py{' --quick' if args.quick else ''}`.",
       "f* = the smallest value any method evaluated. Times exclude compilation (each timed loop",
       "checks that its step compiled nothing inside the loop).",
       "",
@@ -513,7 +512,31 @@ def main(argv=None):
     lines.append(f"| {d} | {name} | {its} | {work} | {unit} | {t:.3g} | {sub:.2e} | {rx_s} | "
                  f"{rt_s} |")
   lines += ["", "Plots: " + ", ".join(f"`{prefix}_{d}.png`" for d in dims), ""]
-  lines += numpy_section(args, m, machine)
+  return lines
+
+
+def main(argv=None):
+  args = _parse(argv)
+  if args.dtype == "float64":
+    jax.config.update("jax_enable_x64", True)
+  dtype = jnp.dtype(args.dtype)
+  dims = args.dims or ([1000] if args.quick else [1000, 10_000, 100_000])
+  max_time = 15.0 if args.quick else args.max_time
+  full_max_d = args.full_max_d or (2000 if jax.devices()[0].platform == "cpu" else 10_000)
+  machine = common.machine_name()
+  prefix = "krylov_quick" if args.quick else "krylov"
+  rows, target_rows = [], []
+  for d in dims:
+    n = 3 * d
+    cols, vals, y = make_data(d, n)
+    fun = make_loss(cols, vals, y, args.l2, dtype)
+    runs = _runs(args, d, fun, jnp.zeros(d, dtype), max_time, full_max_d)
+    f_star = min(float(np.min(r[2])) for r in runs.values())
+    title = f"L2 logistic regression, d={d}, n={n} ({args.dtype}) on {machine}"
+    rows += [(d, *r) for r in _plot(runs, f_star, title, f"{prefix}_{d}.png", args.out)]
+    target_rows += [(d, *r) for r in _target_rows(runs, f_star, args.m)]
+  lines = _report(args, machine, prefix, dims, rows, target_rows)
+  lines += numpy_section(args, args.m, machine)
   print("\n".join(lines))
   common.write(f"{prefix}.md", "\n".join(lines), args.out)
 

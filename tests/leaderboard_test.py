@@ -3,17 +3,15 @@
 import json
 import pathlib
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
+import common
+import run
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# benchmarks/ on the path, as when the script runs (it imports its neighbour `common`)
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import common  # noqa: E402
-import run  # noqa: E402
 
 pytestmark = pytest.mark.standard_promotion(
     "the leaderboard runs optax's baselines and schedules (float ** int32)")

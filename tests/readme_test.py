@@ -2,11 +2,10 @@
 
 import pathlib
 import re
-import sys
+
+import readme
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))  # the tests import the script as a module
-import readme  # noqa: E402
 
 
 def test_registry_table_matches_registry():

@@ -2,16 +2,13 @@
 a quick paired timing, on small problems; the benchmarks share only common.py."""
 
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
 
-# benchmarks/ on the path, as when the script runs (it imports its neighbour `common`)
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-import step_time  # noqa: E402
+import step_time
 
 
 def test_memory_passes_counts_reads_and_writes_of_param_sized_arrays():
