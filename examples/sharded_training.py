@@ -172,10 +172,7 @@ def make_step(tx, graphdef, extra_args, out_shardings=None):
     def loss(p):
       return loss_fn(graphdef, p, frozen, batch)
 
-    value, grads = jax.value_and_grad(loss)(params)
-    updates, state = tx.update(grads, state, params,
-                               **training.extra_kwargs(extra_args, loss, params))
-    return optax.apply_updates(params, updates), state, value
+    return training.step(tx, loss, params, state, extra_args)
 
   return jax.jit(step, out_shardings=out_shardings)
 
