@@ -264,7 +264,8 @@ def _leaf_update(cfg: _Config, win: _Window, once, g, idx, val, ef, lo, hi):
   the state's buffers take their new columns, codes and stats. The gradient keeps its shape
   through the loops (so no reshape sits between a loop and the ops after it, which would make
   XLA copy the leaf), and the tail runs in a loop of its own for the same reason: ``once`` is
-  a traced 1, so that XLA cannot unroll that loop."""
+  a traced 1, so that XLA cannot unroll that loop. A leaf of at most one chunk is one span,
+  computed without a loop (a copy of it is at most a chunk)."""
   lay = _layout(cfg, g)
   if lay.size == 0:
     return jnp.zeros_like(g), idx, val, ef, lo, hi
@@ -275,7 +276,9 @@ def _leaf_update(cfg: _Config, win: _Window, once, g, idx, val, ef, lo, hi):
   if plan.n:
     carry = jax.lax.fori_loop(
         0, plan.n, lambda j, c: _stream_span(cfg, win, ch, tuple(j * p for p in per), c), carry)
-  if plan.tail.size:
+  if plan.tail.size and not plan.n:  # a leaf of at most a chunk: one span, as one program
+    carry = _stream_span(cfg, win, plan.tail, (0, 0, 0, 0), carry)
+  elif plan.tail.size:
     start = tuple(plan.n * p for p in per)
     carry = jax.lax.fori_loop(
         0, once, lambda _, c: _stream_span(cfg, win, plan.tail, start, c), carry)
