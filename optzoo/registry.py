@@ -58,6 +58,11 @@ class Entry:
     convergence_steps: steps of the convergence check (at most 30,000).
     convergence_tol: distance to the minimizer the convergence check requires.
     notes: one line for the README table.
+    max_peak: the peak bytes per parameter the optimizer must not exceed: its state plus the
+      temporaries of its compiled update with the gradients and the state donated, on the
+      ``PEAK_PARAMS``-parameter pytree of :func:`peak_bytes_per_param` (compiled for the CPU).
+      A test holds every entry to it, so a change that needs more memory is caught; each is
+      the measured peak rounded up by a few percent.
   """
 
   name: str
@@ -75,6 +80,7 @@ class Entry:
   convergence_steps: int = 10_000
   convergence_tol: float = 3e-2
   notes: str = ""
+  max_peak: float = float("inf")
 
   def kwargs_for(self, objective: str | None = None) -> dict[str, Any]:
     """``toy_kwargs`` with the overrides for ``objective`` applied."""
@@ -109,6 +115,7 @@ ENTRIES: tuple[Entry, ...] = (
         static_args=lion.static_args,
         convergence_steps=20_000,
         notes="sign of interpolated momentum; 1 buffer",
+        max_peak=12.5,
     ),
     Entry(
         name="avgrad",
@@ -121,6 +128,7 @@ ENTRIES: tuple[Entry, ...] = (
         static_args=avgrad.static_args,
         convergence_steps=10_000,
         notes="AMSGrad with running mean of v instead of max; 3 buffers",
+        max_peak=12.5,
     ),
     Entry(
         name="mada",
@@ -135,6 +143,7 @@ ENTRIES: tuple[Entry, ...] = (
         static_args=mada.static_args,
         convergence_steps=10_000,
         notes="learns 6 coefficients mixing Adam/AVGrad/Yogi/Adan/Lion by hypergradient",
+        max_peak=75.0,
     ),
     Entry(
         name="adahessian",
@@ -157,6 +166,7 @@ ENTRIES: tuple[Entry, ...] = (
         static_args=adahessian.static_args,
         convergence_steps=2_500,
         notes="Hutchinson |Hz| second moment; needs obj_fn; 2 buffers (+1 if update_every > 1)",
+        max_peak=9.0,
     ),
     Entry(
         name="krylov_cubic_newton",
@@ -181,6 +191,7 @@ ENTRIES: tuple[Entry, ...] = (
         convergence_steps=100,
         notes="Lanczos subspace (m HVPs/step) + cubic model with backtracked M; needs obj_fn; "
               "full batch",
+        max_peak=58.0,
     ),
     Entry(
         name="metaoptimize",
@@ -196,6 +207,7 @@ ENTRIES: tuple[Entry, ...] = (
         lr_arg="initial_learning_rate",
         convergence_steps=5_000,
         notes="wraps any lr-free base; log step size learned by meta-gradient; +1 buffer",
+        max_peak=21.0,
     ),
     Entry(
         name="lanton",
@@ -215,6 +227,7 @@ ENTRIES: tuple[Entry, ...] = (
         static_args=lanton.static_args,
         convergence_steps=2_000,
         notes="Newton-Schulz/sign LMO with per-layer rates from dual-norm gradient noise; 2 buffers",
+        max_peak=41.0,
     ),
     Entry(
         name="noise_adaptive_layerwise",
@@ -232,6 +245,7 @@ ENTRIES: tuple[Entry, ...] = (
         lr_arg=None,
         convergence_steps=2_000,
         notes="layer rates from dual-norm gradient noise on any inner optimizer; +1 buffer",
+        max_peak=17.0,
     ),
     Entry(
         name="microadam",
@@ -257,6 +271,9 @@ ENTRIES: tuple[Entry, ...] = (
         static_args=microadam.static_args,
         convergence_steps=20_000,
         notes="block top-k + 4-bit error feedback, window of 10 sparse grads; <1 byte/param",
+        # the streamed update's chunk-wide temporaries are a fixed few MiB: about 1.5 bytes
+        # per parameter at 1M, 0.2 at 10M (microadam_test holds the 2.0 total at 10M)
+        max_peak=2.75,
     ),
 )
 
@@ -299,6 +316,25 @@ def temp_bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
           entry.make(), objectives.synthetic_params(n_params), entry.extra_args,
           device=jax.devices("cpu")[0])
   return _TEMP_BYTES[key]
+
+
+#: parameters of the pytree on which the declared peaks (``Entry.max_peak``) are held
+PEAK_PARAMS = 1_000_000
+
+_PEAK_BYTES: dict[tuple[int, int], float] = {}
+
+
+def peak_bytes_per_param(entry: Entry, n_params: int = PEAK_PARAMS) -> float:
+  """``entry``'s peak bytes per parameter (toy kwargs): state plus the temporaries of its
+  update compiled for the CPU with the gradients and the state donated, on the pytree of
+  :func:`bytes_per_param`. Compiles once per entry and size (cached)."""
+  key = (id(entry), n_params)
+  if key not in _PEAK_BYTES:
+    with jax.numpy_dtype_promotion("standard"):
+      _PEAK_BYTES[key] = bytes_per_param(entry, n_params) + _temp_bytes_per_param(
+          entry.make(), objectives.synthetic_params(n_params), entry.extra_args,
+          device=jax.devices("cpu")[0], donate=True)
+  return _PEAK_BYTES[key]
 
 
 def markdown_table() -> str:
