@@ -44,6 +44,13 @@ OPTAX = {
 }
 
 
+#: registry optimizers in a non-default setting, measured beside them: (name, family, make)
+VARIANTS = [
+    ('mada learn=("b1", "b2")', "meta",
+     lambda: optzoo.mada(1e-3, learn=("b1", "b2"))),
+]
+
+
 def at_defaults(entry: registry.Entry) -> optax.GradientTransformation:
   """The entry's optimizer with only its required arguments (from toy_kwargs) passed."""
   sig = inspect.signature(entry.factory)
@@ -61,6 +68,7 @@ def measure(n_params: int) -> list[dict]:
   subjects = [(e.name, e.family, lambda e=e: at_defaults(e), e.extra_args)
               for e in registry.ENTRIES]
   subjects += [(name, "optax baseline", make, ()) for name, make in OPTAX.items()]
+  subjects += [(name, family, make, ()) for name, family, make in VARIANTS]
   for name, family, make, extra_args in subjects:
     try:
       tx = make()
