@@ -337,19 +337,41 @@ def peak_bytes_per_param(entry: Entry, n_params: int = PEAK_PARAMS) -> float:
   return _PEAK_BYTES[key]
 
 
-def markdown_table() -> str:
+def markdown_table(measured_peaks: Mapping[str, float] | None = None,
+                   measured_label: str = "") -> str:
   """The README's table of optimizers, generated from ``ENTRIES``: state bytes per parameter
-  (kept between steps) and the update's peak temporary bytes per parameter (XLA's memory
-  analysis of the compiled update on the CPU), both on a 1M-parameter float32 MLP pytree."""
+  (kept between steps), the update's temporary bytes per parameter (XLA's memory analysis of
+  the compiled update on the CPU) and the peak with the gradients and state donated
+  (:func:`peak_bytes_per_param`, beside the entry's declared ``max_peak``), all on a
+  1M-parameter float32 MLP pytree. ``measured_peaks`` (optimizer name -> bytes/param, e.g.
+  read from ``benchmarks/results/memory.md``; ``optax.adam`` among them) adds a column headed
+  ``measured_label`` and a last row for ``optax.adam``."""
+  extra_col = bool(measured_peaks)
   lines = [
       "| optimizer | paper | family | extra `update` args | state bytes/param "
-      "| update temp bytes/param | notes |",
-      "|---|---|---|---|---:|---:|---|",
+      "| update temp bytes/param | peak bytes/param (limit) |"
+      + (f" {measured_label} |" if extra_col else "") + " notes |",
+      "|---|---|---|---|---:|---:|---:|" + ("---:|" if extra_col else "") + "---|",
   ]
   for e in ENTRIES:
     extra = ", ".join(f"`{a}`" for a in e.extra_args) or "-"
+    measured = ""
+    if extra_col:
+      m = measured_peaks.get(e.name)
+      measured = f" {m:.2f} |" if m is not None else " - |"
     lines.append(
         f"| `optzoo.{e.name}` | {e.title} ({e.paper}) | {e.family} | {extra} | "
-        f"{bytes_per_param(e):.2f} | {temp_bytes_per_param(e):.2f} | {e.notes} |"
+        f"{bytes_per_param(e):.2f} | {temp_bytes_per_param(e):.2f} | "
+        f"{peak_bytes_per_param(e):.2f} ({e.max_peak:g}) |{measured} {e.notes} |"
     )
+  if extra_col and "optax.adam" in measured_peaks:
+    adam = optax.adam(1e-3)
+    params = objectives.synthetic_params(PEAK_PARAMS)
+    with jax.numpy_dtype_promotion("standard"):
+      state = _bytes_per_param(adam, params)
+      temp = _temp_bytes_per_param(adam, params, device=jax.devices("cpu")[0])
+      dtemp = _temp_bytes_per_param(adam, params, device=jax.devices("cpu")[0], donate=True)
+    lines.append(
+        f"| `optax.adam` (baseline) | Adam | first-order | - | {state:.2f} | {temp:.2f} | "
+        f"{state + dtemp:.2f} | {measured_peaks['optax.adam']:.2f} | 2 buffers |")
   return "\n".join(lines)
