@@ -173,13 +173,12 @@ def measure_step(quick: bool) -> tuple[list[dict], dict]:
   return rows, {**shape, "n": n}
 
 
-def write(rows: list[dict], n: int, out, micro_100m: float | None = None,
-          step_rows: list[dict] = (), step_shape: dict | None = None) -> None:
+def table_lines(rows: list[dict], n: int, micro_100m: float | None = None,
+                step_rows: list[dict] = (), step_shape: dict | None = None) -> list[str]:
+  """memory.md's text below its title: the peak table, MicroAdam at 100M, the training step."""
   adam = next(r for r in rows if r["name"] == "optax.adam")
   adam_peak = adam["bpp"] + adam["temp"]
   lines = [
-      "# Optimizer memory: state, update temporaries and peak",
-      "",
       f"Machine: {common.machine_name()}. Pytree: {n:,} float32 parameters "
       "(`objectives.synthetic_params`, MLP-shaped), state measured with "
       "`jax.eval_shape(tx.init, params)` and `optzoo.state_bytes`; update temporaries with "
@@ -221,6 +220,13 @@ def write(rows: list[dict], n: int, out, micro_100m: float | None = None,
     ]
     for r in step_rows:
       lines.append(f"| {r['name']} | {r['state']:.3f} | {r['peak']:.3f} | {r['peak'] - sa:+.3f} |")
+  return lines
+
+
+def write(rows: list[dict], n: int, out, micro_100m: float | None = None,
+          step_rows: list[dict] = (), step_shape: dict | None = None) -> None:
+  lines = ["# Optimizer memory: state, update temporaries and peak", ""]
+  lines += table_lines(rows, n, micro_100m, step_rows, step_shape)
   common.write("memory.md", "\n".join(lines) + "\n", out)
 
   plt = common.pyplot()
