@@ -57,6 +57,11 @@ class Entry:
     convergence_steps: steps of the convergence check (at most 30,000).
     convergence_tol: distance to the minimizer the convergence check requires.
     notes: one line for the README table.
+    max_peak: the peak bytes per parameter the optimizer must not exceed: its state plus the
+      temporaries of its compiled update with the gradients and the state donated, on the
+      ``PEAK_PARAMS``-parameter pytree of :func:`peak_bytes_per_param` (compiled for the CPU).
+      A test holds every entry to it, so a change that needs more memory is caught; each is
+      the measured peak rounded up by a few percent.
   """
 
   name: str
@@ -73,6 +78,7 @@ class Entry:
   convergence_steps: int = 10_000
   convergence_tol: float = 3e-2
   notes: str = ""
+  max_peak: float = float("inf")
 
   @property
   def static_args(self) -> tuple[str, ...]:
@@ -112,6 +118,7 @@ ENTRIES: tuple[Entry, ...] = (
         },
         convergence_steps=20_000,
         notes="sign of interpolated momentum; 1 buffer",
+        max_peak=12.5,
     ),
     Entry(
         name="avgrad",
@@ -123,6 +130,7 @@ ENTRIES: tuple[Entry, ...] = (
         toy_kwargs={"learning_rate": 1e-2},
         convergence_steps=10_000,
         notes="AMSGrad with running mean of v instead of max; 3 buffers",
+        max_peak=12.5,
     ),
     Entry(
         name="mada",
@@ -136,6 +144,7 @@ ENTRIES: tuple[Entry, ...] = (
         # initial coefficients decide which state arrays exist (trimming), so they are static
         convergence_steps=10_000,
         notes="learns 6 coefficients mixing Adam/AVGrad/Yogi/Adan/Lion by hypergradient",
+        max_peak=75.0,
     ),
     Entry(
         name="adahessian",
@@ -157,6 +166,7 @@ ENTRIES: tuple[Entry, ...] = (
         # update_every is static: it picks between no lax.cond (1) and a lax.cond refresh (> 1).
         convergence_steps=2_500,
         notes="Hutchinson |Hz| second moment; needs obj_fn; 2 buffers (+1 if update_every > 1)",
+        max_peak=9.0,
     ),
     Entry(
         name="krylov_cubic_newton",
@@ -180,6 +190,7 @@ ENTRIES: tuple[Entry, ...] = (
         convergence_steps=100,
         notes="Lanczos subspace (m HVPs/step) + cubic model with backtracked M; needs obj_fn; "
               "full batch",
+        max_peak=58.0,
     ),
     Entry(
         name="metaoptimize",
@@ -194,6 +205,7 @@ ENTRIES: tuple[Entry, ...] = (
         lr_arg="initial_learning_rate",
         convergence_steps=5_000,
         notes="wraps any lr-free base; log step size learned by meta-gradient; +1 buffer",
+        max_peak=21.0,
     ),
     Entry(
         name="lanton",
@@ -212,6 +224,7 @@ ENTRIES: tuple[Entry, ...] = (
         },
         convergence_steps=2_000,
         notes="Newton-Schulz/sign LMO with per-layer rates from dual-norm gradient noise; 2 buffers",
+        max_peak=41.0,
     ),
     Entry(
         name="noise_adaptive_layerwise",
@@ -228,6 +241,7 @@ ENTRIES: tuple[Entry, ...] = (
         lr_arg=None,
         convergence_steps=2_000,
         notes="layer rates from dual-norm gradient noise on any inner optimizer; +1 buffer",
+        max_peak=17.0,
     ),
     Entry(
         name="microadam",
@@ -252,6 +266,9 @@ ENTRIES: tuple[Entry, ...] = (
         },
         convergence_steps=20_000,
         notes="block top-k + 4-bit error feedback, window of 10 sparse grads; <1 byte/param",
+        # the streamed update's chunk-wide temporaries are a fixed few MiB: about 1.5 bytes
+        # per parameter at 1M, 0.2 at 10M (microadam_test holds the 2.0 total at 10M)
+        max_peak=2.75,
     ),
 )
 
@@ -296,19 +313,60 @@ def temp_bytes_per_param(entry: Entry, n_params: int = 1_000_000) -> float:
   return _TEMP_BYTES[key]
 
 
-def markdown_table() -> str:
+#: parameters of the pytree on which the declared peaks (``Entry.max_peak``) are held
+PEAK_PARAMS = 1_000_000
+
+_PEAK_BYTES: dict[tuple[int, int], float] = {}
+
+
+def peak_bytes_per_param(entry: Entry, n_params: int = PEAK_PARAMS) -> float:
+  """``entry``'s peak bytes per parameter (toy kwargs): state plus the temporaries of its
+  update compiled for the CPU with the gradients and the state donated, on the pytree of
+  :func:`bytes_per_param`. Compiles once per entry and size (cached)."""
+  key = (id(entry), n_params)
+  if key not in _PEAK_BYTES:
+    with jax.numpy_dtype_promotion("standard"):
+      _PEAK_BYTES[key] = bytes_per_param(entry, n_params) + _temp_bytes_per_param(
+          entry.make(), objectives.synthetic_params(n_params), entry.extra_args,
+          device=jax.devices("cpu")[0], donate=True)
+  return _PEAK_BYTES[key]
+
+
+def markdown_table(measured_peaks: Mapping[str, float] | None = None,
+                   measured_label: str = "") -> str:
   """The README's table of optimizers, generated from ``ENTRIES``: state bytes per parameter
-  (kept between steps) and the update's peak temporary bytes per parameter (XLA's memory
-  analysis of the compiled update on the CPU), both on a 1M-parameter float32 MLP pytree."""
+  (kept between steps), the update's temporary bytes per parameter (XLA's memory analysis of
+  the compiled update on the CPU) and the peak with the gradients and state donated
+  (:func:`peak_bytes_per_param`, beside the entry's declared ``max_peak``), all on a
+  1M-parameter float32 MLP pytree. ``measured_peaks`` (optimizer name -> bytes/param, e.g.
+  read from ``benchmarks/results/memory.md``; ``optax.adam`` among them) adds a column headed
+  ``measured_label`` and a last row for ``optax.adam``."""
+  extra_col = bool(measured_peaks)
   lines = [
       "| optimizer | paper | family | extra `update` args | state bytes/param "
-      "| update temp bytes/param | notes |",
-      "|---|---|---|---|---:|---:|---|",
+      "| update temp bytes/param | peak bytes/param (limit) |"
+      + (f" {measured_label} |" if extra_col else "") + " notes |",
+      "|---|---|---|---|---:|---:|---:|" + ("---:|" if extra_col else "") + "---|",
   ]
   for e in ENTRIES:
     extra = ", ".join(f"`{a}`" for a in e.extra_args) or "-"
+    measured = ""
+    if extra_col:
+      m = measured_peaks.get(e.name)
+      measured = f" {m:.2f} |" if m is not None else " - |"
     lines.append(
         f"| `optzoo.{e.name}` | {e.title} ({e.paper}) | {e.family} | {extra} | "
-        f"{bytes_per_param(e):.2f} | {temp_bytes_per_param(e):.2f} | {e.notes} |"
+        f"{bytes_per_param(e):.2f} | {temp_bytes_per_param(e):.2f} | "
+        f"{peak_bytes_per_param(e):.2f} ({e.max_peak:g}) |{measured} {e.notes} |"
     )
+  if extra_col and "optax.adam" in measured_peaks:
+    adam = optax.adam(1e-3)
+    params = objectives.synthetic_params(PEAK_PARAMS)
+    with jax.numpy_dtype_promotion("standard"):
+      state = _bytes_per_param(adam, params)
+      temp = _temp_bytes_per_param(adam, params, device=jax.devices("cpu")[0])
+      dtemp = _temp_bytes_per_param(adam, params, device=jax.devices("cpu")[0], donate=True)
+    lines.append(
+        f"| `optax.adam` (baseline) | Adam | first-order | - | {state:.2f} | {temp:.2f} | "
+        f"{state + dtemp:.2f} | {measured_peaks['optax.adam']:.2f} | 2 buffers |")
   return "\n".join(lines)

@@ -25,10 +25,27 @@ def _replace(text: str, tag: str, body: str) -> str:
   return pat.sub(lambda m: m.group(1) + body.rstrip() + "\n" + m.group(2), text)
 
 
+def measured_peaks() -> tuple[dict[str, float], str]:
+  """Peak bytes/param per optimizer from benchmarks/results/memory.md's first table (written
+  by benchmarks/memory.py), and the column label naming its pytree size."""
+  f = ROOT / "benchmarks" / "results" / "memory.md"
+  if not f.exists():
+    return {}, ""
+  text = f.read_text()
+  size = re.search(r"Pytree: ([\d,]+) float32 parameters", text)
+  rows = [l.split("|") for l in text.splitlines() if l.startswith("| ")]
+  if not size or not rows or "peak bytes / param" not in "|".join(rows[0]):
+    return {}, ""
+  col = [c.strip() for c in rows[0]].index("peak bytes / param")
+  peaks = {r[1].strip(): float(r[col]) for r in rows[1:] if r[col].strip()[:1].isdigit()}
+  n = int(size.group(1).replace(",", ""))
+  return peaks, f"peak bytes/param at {n / 1e6:g}M (memory.md)"
+
+
 def registry_table() -> str:
   from optzoo import registry
 
-  return registry.markdown_table()
+  return registry.markdown_table(*measured_peaks())
 
 
 def results_section() -> str:

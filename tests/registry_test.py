@@ -100,3 +100,13 @@ def test_temp_bytes_per_param():
 def test_full_batch_only_is_declared_where_a_minibatch_breaks_the_method():
   assert registry.get("krylov_cubic_newton").full_batch_only
   assert not any(e.full_batch_only for e in ENTRIES if e.name != "krylov_cubic_newton")
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_peak_memory_stays_within_the_declared_limit(name):
+  """State + donated update temporaries on the PEAK_PARAMS pytree (compiled, not run)."""
+  entry = registry.get(name)
+  assert entry.max_peak < float("inf"), f"{name} declares no max_peak"
+  peak = registry.peak_bytes_per_param(entry)
+  assert peak <= entry.max_peak, (
+      f"{name}: peak {peak:.3f} bytes/param exceeds its declared max_peak {entry.max_peak}")

@@ -731,6 +731,15 @@ def mada(
   optax.add_decayed_weights(weight_decay, mask), optax.scale_by_learning_rate(learning_rate))``;
   weight decay does not depend on the coefficients, so it does not enter the hypergradient.
 
+  Memory: at the defaults the state is 12 param-sized float32 arrays, 48 bytes per parameter
+  (6x Adam's): the six moments of the mixed update (Adam's ``mu`` and ``nu``, AVGrad's running
+  mean of ``nu``, Adan's moment of gradient differences and the previous gradient, Lion's
+  momentum) and one tangent ``du/dkappa`` per learned coefficient, six. With
+  ``learn=("b1", "b2")`` and the other coefficients at their Adam values (the defaults;
+  HyperAdam) the unused moments are trimmed: ``mu``, ``nu`` and two tangents, 16 bytes per
+  parameter (2x Adam's). The peak of the update (state + temporaries) of both settings is measured in
+  ``benchmarks/results/memory.md``.
+
   The arguments ``b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, lion_b2, learn, hyper_lr,
   hyper_momentum, hyper_clip, hyper_start, bounds, v_init, compat, mu_dtype`` are those of
   :func:`scale_by_mada`, with the same defaults (``compat``, ``mu_dtype`` and the arguments after

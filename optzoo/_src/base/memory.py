@@ -49,8 +49,8 @@ def _sum_of_squares(params: Any) -> jax.Array:
   return 0.5 * sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(params))
 
 
-def temp_bytes_per_param(tx: Any, params: Any, extra_args: Any = (),
-                                loss_fn: Any = None, device: Any = None) -> float:
+def temp_bytes_per_param(tx: Any, params: Any, extra_args: Any = (), loss_fn: Any = None,
+                         device: Any = None, donate: bool = False) -> float:
   """Peak temporary bytes per parameter of the optimizer's compiled ``update``.
 
   ``jax.jit(tx.update)`` is lowered and compiled for ``params``' shapes and dtypes (abstract:
@@ -70,6 +70,9 @@ def temp_bytes_per_param(tx: Any, params: Any, extra_args: Any = (),
       (a real model's HVP adds those of its forward and backward passes).
     device: compile for this device (for example the first CPU device); default: the default
       device. The figure depends on the backend and the XLA version.
+    donate: donate the gradients and the state to the update (``donate_argnums``), as a
+      training step does: outputs may then reuse their buffers, and the figure plus the state
+      is the update's peak. Default False.
 
   Returns:
     ``temp_size_in_bytes`` divided by the number of parameters.
@@ -97,7 +100,8 @@ def temp_bytes_per_param(tx: Any, params: Any, extra_args: Any = (),
 
   def compile_():
     state = jax.eval_shape(tx.init, abstract)
-    return jax.jit(update).lower(abstract, state, abstract).compile()
+    jitted = jax.jit(update, donate_argnums=(0, 1) if donate else ())
+    return jitted.lower(abstract, state, abstract).compile()
 
   if device is None:
     compiled = compile_()
