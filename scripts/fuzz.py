@@ -20,7 +20,9 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 
 
-def fuzz(name: str, seconds: float, max_examples: int, x64: bool) -> dict:
+def fuzz(name: str, seconds: float, max_examples: int, x64: bool, batch: int = 10) -> dict:
+  """Hypothesis runs of ``batch`` random examples each, until the time or the examples are spent
+  or one fails (then shrunk)."""
   from hypothesis import HealthCheck, Phase, given, settings  # noqa: PLC0415
 
   import fuzzing  # noqa: PLC0415
@@ -28,24 +30,22 @@ def fuzz(name: str, seconds: float, max_examples: int, x64: bool) -> dict:
   outcomes: collections.Counter = collections.Counter()
   deadline = time.monotonic() + seconds
 
-  @settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
-            suppress_health_check=list(HealthCheck),
-            phases=[Phase.generate, Phase.shrink])
+  @settings(max_examples=batch, deadline=None, database=None,
+            suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])
   @given(fuzzing.examples(name, float16=True))
   def prop(ex):
-    if time.monotonic() > deadline:
-      outcomes["skipped (time)"] += 1
-      return
     out = fuzzing.check(ex)
     outcomes["ok" if out == "ok" else "clear error"] += 1
     if out != "ok":
       outcomes[out] += 0  # keep the message as a key (count 0): the kinds of clear errors seen
 
   failure = None
-  try:
-    prop()
-  except Exception as e:  # noqa: BLE001 - reported
-    failure = f"{type(e).__name__}: {str(e)[:2000]}"
+  while failure is None and time.monotonic() < deadline and \
+      outcomes["ok"] + outcomes["clear error"] < max_examples:
+    try:
+      prop()
+    except Exception as e:  # noqa: BLE001 - reported
+      failure = f"{type(e).__name__}: {str(e)[:2000]}"
   return {"outcomes": outcomes, "failure": failure}
 
 

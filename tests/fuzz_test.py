@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 
 import fuzzing
 from helpers import registry_names_marked
@@ -18,7 +18,9 @@ from helpers import registry_names_marked
 
 @pytest.mark.parametrize("name", registry_names_marked())
 def test_fuzz_fast_profile(name):
-  @settings(max_examples=2, deadline=None, database=None, derandomize=True)
+  # no shrinking: every shrunk example compiles anew (the long profile shrinks)
+  @settings(max_examples=2, deadline=None, database=None, derandomize=True,
+            phases=[Phase.explicit, Phase.generate])
   @given(fuzzing.examples(name, float16=True, max_leaves=3))
   def prop(ex):
     fuzzing.check(ex)
