@@ -30,6 +30,7 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Sequence
 
 import jax
@@ -165,7 +166,7 @@ def newton_schulz_many(
     if x.ndim < 2:
       raise ValueError(f"newton_schulz_many needs arrays of rank >= 2, got shape {x.shape}.")
     lead = x.shape[:-2]
-    x3 = x.reshape((-1,) + x.shape[-2:])
+    x3 = x.reshape((math.prod(lead),) + x.shape[-2:])  # not -1: a zero-size x has no -1
     if dtype is not None:
       x3 = x3.astype(dtype)
     t = x3.shape[1] > x3.shape[2]

@@ -90,9 +90,12 @@ class DrawnObjective(_objectives.Objective):
 
 
 # ----------------------------------------------------------------------------- building blocks
-def dtypes() -> st.SearchStrategy:
-  """Float dtypes for params: float32 and bfloat16, and float64 when x64 is enabled."""
+def dtypes(float16: bool = False) -> st.SearchStrategy:
+  """Float dtypes for params: float32 and bfloat16 (and float16 when ``float16``), and float64
+  when x64 is enabled."""
   options = [jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)]
+  if float16:
+    options.append(jnp.dtype(jnp.float16))
   if jax.config.read("jax_enable_x64"):
     options.append(jnp.dtype(jnp.float64))
   return st.sampled_from(options)
@@ -113,12 +116,13 @@ def _as_strategy(value, default: st.SearchStrategy) -> st.SearchStrategy:
 
 
 def pytree_shapes(dtype=jnp.float32, max_leaves: int = 4, max_rank: int = 2,
-                  max_side: int = 6) -> st.SearchStrategy:
+                  max_side: int = 6, min_side: int = 1) -> st.SearchStrategy:
   """Random pytrees (nested dicts, lists and tuples, or a bare leaf) of ``jax.ShapeDtypeStruct``
-  leaves: 1 to ``max_leaves`` leaves of rank 0 to ``max_rank`` and sides 1 to ``max_side``, all of
-  ``dtype`` (a dtype, or a strategy of them such as :func:`dtypes`). No container is empty."""
+  leaves: 1 to ``max_leaves`` leaves of rank 0 to ``max_rank`` and sides ``min_side`` (1; 0
+  draws zero-size leaves too) to ``max_side``, all of ``dtype`` (a dtype, or a strategy of them
+  such as :func:`dtypes`). No container is empty."""
   def tree(dt):
-    leaf = st.lists(st.integers(1, max_side), max_size=max_rank).map(
+    leaf = st.lists(st.integers(min_side, max_side), max_size=max_rank).map(
         lambda s: jax.ShapeDtypeStruct(tuple(s), jnp.dtype(dt)))
     return st.recursive(
         leaf,

@@ -27,6 +27,76 @@ SHARDED_FLAGS = ("--xla_force_host_platform_device_count=8 --xla_backend_optimiz
                  "--xla_llvm_disable_expensive_passes=true")
 
 
+# ----------------------------------------------------------------------------- long-run setups
+def scheduled_optimizer(entry) -> optax.GradientTransformation:
+  """A registry entry's toy optimizer inside ``optzoo.inject_hyperparams``, its learning rate a
+  warmup + cosine schedule (of the entries without a learning rate, noise_adaptive_layerwise's
+  inner Adam has its own schedule; Krylov cubic Newton has no step size to schedule)."""
+  import optzoo  # noqa: PLC0415
+
+  kwargs = dict(entry.toy_kwargs)
+  if entry.lr_arg is not None:
+    peak = kwargs[entry.lr_arg]
+    kwargs[entry.lr_arg] = optax.warmup_cosine_decay_schedule(0.1 * peak, peak, 3, 50)
+  return optzoo.inject_hyperparams(entry.factory, static_args=entry.static_args)(**kwargs)
+
+
+def small_problem() -> tuple[Any, Callable[[Any], jax.Array]]:
+  """``(params, full-batch loss)``: float32 leaves of rank 1 to 4 (sizes that 4 divides and
+  sizes it does not, for sharding), a nonconvex loss coupling them."""
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  rng = np.random.default_rng(0)
+  params = {
+      "dense": {"kernel": rng.normal(size=(16, 8)) * 0.3, "bias": rng.normal(size=(8,)) * 0.1},
+      "embed": rng.normal(size=(12, 4)) * 0.3,
+      "conv": rng.normal(size=(3, 3, 4, 8)) * 0.2,
+      "scale": np.ones((5,)),
+  }
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
+  x = jnp.asarray(rng.normal(size=(32, 16)), jnp.float32)
+
+  def loss(p):
+    h = jnp.tanh(x @ p["dense"]["kernel"] + p["dense"]["bias"][None, :])   # (32, 8)
+    e = jnp.tanh(p["embed"] @ p["conv"].sum(axis=(0, 1)))                  # (12, 8)
+    return (jnp.mean((h @ e.T) ** 2) + 0.1 * jnp.sum((p["scale"] - 0.5) ** 2)
+            + 0.01 * jnp.sum(p["conv"] ** 2))
+
+  return params, loss
+
+
+def jitted_step(tx: optax.GradientTransformation, loss: Callable, extra_args=()) -> Callable:
+  """``jax.jit((params, state) -> (params, state))``: one full-batch step, ``obj_fn`` supplied
+  when ``extra_args`` names it."""
+  from optzoo import training  # noqa: PLC0415
+
+  def step(params, state):
+    grads = jax.grad(loss)(params)
+    updates, state = tx.update(grads, state, params,
+                               **training.extra_kwargs(extra_args, loss, params))
+    return optax.apply_updates(params, updates), state
+
+  return jax.jit(step)
+
+
+class CountCompiles:
+  """Counts XLA compilations (JAX's compile events) inside a ``with`` block."""
+
+  def __init__(self):
+    self.n = 0
+
+  def __call__(self, event, *_, **__):
+    if event == "/jax/core/compile/backend_compile_duration":
+      self.n += 1
+
+  def __enter__(self):
+    jax.monitoring.register_event_duration_secs_listener(self)
+    return self
+
+  def __exit__(self, *exc):
+    jax.monitoring.unregister_event_duration_listener(self)
+
+
 class Run(NamedTuple):
   """What :func:`run` records."""
 

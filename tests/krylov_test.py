@@ -377,3 +377,50 @@ def test_gradient_shapes_are_checked_and_empty_trees_pass_through():
       tx.update(grads, state, params, obj_fn=loss)
   u, st = tx.update({}, tx.init({}), {}, obj_fn=lambda p: 0.0)
   assert u == {} and int(st.count) == 1
+
+
+def _mlp_regression(dtype):
+  """A tanh MLP (8-32-1) fitting a smooth target, params in ``dtype`` (data cast to the
+  params' dtype, as strict promotion asks)."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(256, 8)).astype(np.float32)
+  y = np.sin(x @ rng.normal(size=(8, 1)).astype(np.float32))
+  k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+  params = {"w1": jax.random.normal(k1, (8, 32)) / np.sqrt(8.0), "b1": jnp.zeros((1, 32)),
+            "w2": jax.random.normal(k2, (32, 1)) / np.sqrt(32.0), "b2": jnp.zeros((1, 1))}
+
+  def loss(p):
+    dt = p["w1"].dtype
+    h = jnp.tanh(x.astype(dt) @ p["w1"] + p["b1"])
+    return jnp.mean((h @ p["w2"] + p["b2"] - y.astype(dt)) ** 2)
+
+  return jax.tree.map(lambda a: a.astype(dtype), params), loss
+
+
+def _train_mlp(dtype, steps):
+  params, loss = _mlp_regression(dtype)
+  tx = krylov_cubic_newton()
+  state = tx.init(params)
+
+  def body(carry, _):
+    p, s = carry
+    u, s = tx.update(jax.grad(loss)(p), s, p, obj_fn=loss)
+    return (optax.apply_updates(p, u), s), (s.accepted, s.M)
+
+  (params, _), (accepted, Ms) = jax.jit(
+      lambda p, s: jax.lax.scan(body, (p, s), None, length=steps))(params, state)
+  wide = jax.tree.map(lambda a: a.astype(jnp.float32), params)
+  return float(loss(wide)), np.asarray(accepted), np.asarray(Ms)
+
+
+def test_bfloat16_params_keep_descending():
+  """bfloat16 params: the model and the acceptance test are evaluated in float32 at the
+  bfloat16 point, so steps keep being accepted and the loss keeps pace with float32 (compared
+  in bfloat16, the test could not see the small decreases: M climbed to max_M, every step was
+  rejected and the loss froze at 40x float32's)."""
+  steps = 80
+  loss32, _, _ = _train_mlp(jnp.float32, steps)
+  loss16, accepted, Ms = _train_mlp(jnp.bfloat16, steps)
+  assert accepted[-40:].mean() >= 0.9, accepted
+  assert Ms.max() < 1e6, Ms.max()
+  assert loss16 < 2.0 * loss32, (loss16, loss32)

@@ -165,3 +165,13 @@ def test_ns_guard_is_the_usual_one_above_norm_one_and_a_zero_matrix_stays_zero()
   np.testing.assert_array_equal(lmo.newton_schulz(g), x)
   np.testing.assert_array_equal(lmo.newton_schulz(jnp.zeros((4, 5))), jnp.zeros((4, 5)))
   assert not np.any(np.isnan(np.asarray(lmo.newton_schulz_many([jnp.zeros((2, 3, 3))])[0])))
+
+
+def test_newton_schulz_many_takes_zero_size_matrices():
+  """Regression (found by the registry fuzz suite): a zero-size leaf such as (2, 0) made the
+  batched reshape divide by zero (LANTON crashed on it)."""
+  xs = [jnp.zeros((2, 0)), jnp.zeros((3, 0, 4)), jnp.ones((2, 3))]
+  out = lmo.newton_schulz_many(xs)
+  assert [o.shape for o in out] == [(2, 0), (3, 0, 4), (2, 3)]
+  np.testing.assert_allclose(np.asarray(out[2]), np.asarray(lmo.newton_schulz(xs[2])), rtol=1e-5,
+                             atol=1e-6)

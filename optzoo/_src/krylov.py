@@ -76,6 +76,17 @@ def _compute_dtype(params) -> Any:
                    else jnp.float32)
 
 
+def _is_low_precision(params, dtype) -> bool:
+  """Whether some leaf is narrower than the compute dtype (bfloat16 / float16 params)."""
+  return any(jnp.dtype(l.dtype).itemsize < jnp.dtype(dtype).itemsize
+             for l in jax.tree.leaves(params))
+
+
+def _widen(params, dtype):
+  """``params`` with every leaf narrower than ``dtype`` cast up to it (the same point)."""
+  return jax.tree.map(lambda l: l.astype(trees.promote(l.dtype, dtype)), params)
+
+
 def _next_state(state, *, subspace_dim, dtype, M, lam, model, value, grad_norm, num_backtracks,
                 accepted) -> ScaleByKrylovCubicNewtonState:
   hvps = jnp.minimum(state.hvp_count, _INT32_MAX - subspace_dim) + subspace_dim
@@ -106,12 +117,25 @@ def _make_step(subspace_dim, *, shrink, grow, max_backtracks, min_M, max_M, reor
     def flat(tree):
       return ravel_pytree(tree)[0].astype(dtype)
 
-    (f, g_obj), lin = jax.linearize(jax.value_and_grad(obj_fn), params)
+    # The model (value, gradient, HVPs) and the acceptance test are evaluated at the params
+    # with every narrower leaf widened to the compute dtype (the same point): a loss computed
+    # in bfloat16 cannot register the small decreases the test needs, and the rounding noise
+    # of a bfloat16 gradient makes the model promise decreases that do not exist; M would
+    # climb to max_M and every step be rejected. So with narrow params the incoming gradient
+    # is replaced by obj_fn's at the widened point. Trial points are rounded to the leaves'
+    # dtypes first, as optax.apply_updates rounds them.
+    wide = _widen(params, dtype)
+    flat_w, unravel_w = ravel_pytree(wide)
+    (f, g_obj), lin = jax.linearize(jax.value_and_grad(obj_fn), wide)
     f = jnp.asarray(f, dtype)
-    g = flat(g_obj) if grad is None else flat(grad)
+    use_obj_grad = grad is None or _is_low_precision(params, dtype)
+    g = flat(g_obj) if use_obj_grad else flat(grad)
     gnorm = jnp.linalg.norm(g)
 
-    basis, tridiag = _curvature.lanczos(lambda v: flat(lin(to_tree(v))[1]), g, subspace_dim,
+    def hvp(v):
+      return flat(lin(unravel_w(v.astype(flat_w.dtype)))[1])
+
+    basis, tridiag = _curvature.lanczos(hvp, g, subspace_dim,
                                        reortho=reortho, breakdown_tol=breakdown_tol)
     theta, Q = jnp.linalg.eigh(tridiag)
     gamma = gnorm * Q[0, :]  # Q^T (V g) with V g = |g| e_1
@@ -122,7 +146,7 @@ def _make_step(subspace_dim, *, shrink, grow, max_backtracks, min_M, max_M, reor
     def try_step(y):
       step_tree = to_step(y)
       new_params = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), params, step_tree)
-      return step_tree, jnp.asarray(obj_fn(new_params), dtype)
+      return step_tree, jnp.asarray(obj_fn(_widen(new_params, dtype)), dtype)
 
     if adaptive:
       step_tree, M, lam, model, accepted, num_bt = _curvature.backtrack_cubic_step(
@@ -305,6 +329,13 @@ def scale_by_krylov_cubic_newton(
     breakdown_tol: Lanczos breakdown threshold. Default None: see
       :func:`optzoo.curvature.lanczos`.
 
+  Low-precision params (bfloat16, float16): ``obj_fn``'s value, gradient and HVPs, and the
+  acceptance test, are evaluated at the params widened to float32 (the same point; trial
+  points are rounded to the params' dtypes first, as ``optax.apply_updates`` rounds them), and
+  the incoming gradient is replaced by ``obj_fn``'s gradient there: in bfloat16 the test could
+  not see the small decreases it needs, and the gradient's rounding noise makes the model
+  promise decreases that do not exist. So ``obj_fn`` is called with float32 leaves.
+
   Returns:
     An ``optax.GradientTransformationExtraArgs``. Work is done in at least float32 (flattened
     params); updates have the params' dtypes.
@@ -358,7 +389,8 @@ def _transform(who, init_M, settings, regularize=None) -> optax.GradientTransfor
     if _is_traced(updates, state, params):
       new_updates, new_state, _ = step(obj_fn, params, updates, state)
     else:
-      objective, consts = _trace_objective(obj_fn, params)
+      # the step evaluates obj_fn at the widened params only (see _make_step)
+      objective, consts = _trace_objective(obj_fn, _widen(params, state.M.dtype))
       new_updates, new_state, _ = jitted_step(objective, consts, params, updates, state)
     return new_updates, new_state
 
