@@ -578,8 +578,11 @@ def compare(workload: Workload, optimizers: Any = None,
         cached.append(c.name)
         bar.set_postfix_str(f"{c.name}: cached")
       else:
-        rows[c.name], live[c.name] = _run_one(
-            c, w, grids[c.name], seeds, lambda p, n=c.name: bar.set_postfix_str(f"{n}: {p}"))
+        # standard promotion whatever the caller's setting: optax's schedules and Adam mix
+        # int32 counts with floats, which strict promotion refuses
+        with jax.numpy_dtype_promotion("standard"):
+          rows[c.name], live[c.name] = _run_one(
+              c, w, grids[c.name], seeds, lambda p, n=c.name: bar.set_postfix_str(f"{n}: {p}"))
         if path is not None:
           _save(path, rows[c.name])
       _identical(rows, identical, done, w)

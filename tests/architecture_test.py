@@ -32,13 +32,13 @@ RANK = {
     "optzoo._src.masking": 0,
     "optzoo.compression": 1, "optzoo.curvature": 1, "optzoo.lmo": 1,
     "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.sweep": 1, "optzoo.layouts": 1,
-    "optzoo._src.alias": 2, "optzoo.models": 2,
+    "optzoo._src.alias": 2, "optzoo.models": 2, "optzoo.workloads": 2,
     **{f"optzoo._src.{p}": 3 for p in PAPERS},
     "optzoo.registry": 4, "optzoo.testing": 4, "optzoo.strategies": 4,
-    "optzoo": 5, "optzoo.pytest_plugin": 5, "optzoo._src": 0,
+    "optzoo": 5, "optzoo.pytest_plugin": 5, "optzoo.compare": 5, "optzoo._src": 0,
 }
-PUBLIC_MODULES = ("compression", "curvature", "layouts", "lmo", "models", "objectives", "registry",
-                  "sweep", "testing", "training")
+PUBLIC_MODULES = ("compare", "compression", "curvature", "layouts", "lmo", "models", "objectives",
+                  "registry", "sweep", "testing", "training", "workloads")
 
 
 def _module_name(path: pathlib.Path) -> str:
