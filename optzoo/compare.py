@@ -39,7 +39,10 @@ numbers must then be bitwise equal, or :class:`NotIdentical` is raised (the hone
 The command ``python -m optzoo.compare module:workload`` (or ``path/to/file.py:workload``; a
 :class:`Workload` or a function returning one) does the same with ``--optimizers``, ``--grid``,
 ``--seeds``, ``--steps`` and ``--out``; it caches each optimizer's result under ``--out``
-(keyed by the protocol's settings), so an interrupted run resumes where it stopped.
+(keyed by the protocol's settings: grid, seeds, steps, the optimizer's name and
+hyperparameters, the workload's name, parameter shapes and ``info``), so an interrupted run
+resumes where it stopped. The key cannot see a change inside your loss or data: use another
+``--out`` (or workload name) after changing them.
 """
 
 from __future__ import annotations
