@@ -1,7 +1,7 @@
 """MADA's robustness study in miniature: final validation loss over a grid of initial (b1, b2).
 
 For Adam, MADA learning only (b1, b2) ("HyperAdam") and full MADA (all six coefficients learned
-from the Adam corner), on the main job's two minibatch workloads (``common.py``): the CNN on
+from the Adam corner), on the main job's two minibatch workloads (``optzoo.workloads``): the CNN on
 scikit-learn's digits and the character-level transformer LM on Python standard-library source.
 
 Budget rule, as in the main job (``benchmarks/run.py``): the workload's step budget, the
@@ -33,6 +33,7 @@ import optax
 
 import optzoo
 from optzoo import sweep
+from optzoo import workloads as workloads_
 
 # The reference Shakespeare grid's hyper-optimizer: the same hyper-LR for every coefficient
 # and heavy-ball momentum 0.5 (gamma's hyper-LR is kept too, as in MADA's GPT-2 runs).
@@ -49,14 +50,14 @@ OPTIMIZERS = {
 }
 
 
-def workloads(quick: bool) -> list[common.Workload]:
+def workloads(quick: bool) -> list[workloads_.Workload]:
   if quick:
-    return [common.digits_workload(steps=50, eval_every=25),
-            common.charlm_workload(steps=50, eval_every=25)]
-  return [common.digits_workload(), common.charlm_workload()]
+    return [workloads_.digits(steps=50, eval_every=25),
+            workloads_.charlm(steps=50, eval_every=25)]
+  return [workloads_.digits(), workloads_.charlm()]
 
 
-def adam_learning_rate(w: common.Workload, grid: np.ndarray) -> tuple[float, np.ndarray]:
+def adam_learning_rate(w: workloads_.Workload, grid: np.ndarray) -> tuple[float, np.ndarray]:
   """The main job's choice: optax.adam's best peak learning rate on ``grid`` (seed 0)."""
   res = sweep.sweep(optax.adam, w.loss, w.init, w.steps, grid={"learning_rate": grid},
                     seeds=[0], schedule=common.schedule(w.steps), batch_fn=w.batch_fn,
@@ -64,7 +65,7 @@ def adam_learning_rate(w: common.Workload, grid: np.ndarray) -> tuple[float, np.
   return float(grid[res.best("loss")]), res.final["loss"][:, 0]
 
 
-def run_grid(w: common.Workload, name: str, lr: float, b1s, b2s, seeds) -> dict:
+def run_grid(w: workloads_.Workload, name: str, lr: float, b1s, b2s, seeds) -> dict:
   """Seed-mean final validation loss ``(len(b1s), len(b2s))`` and mean final coefficients."""
   factory, fixed = OPTIMIZERS[name]
   state_fn = (None if factory is optax.adam

@@ -8,8 +8,9 @@ modules: the building blocks ``optzoo.compression``, ``optzoo.curvature``, ``opt
 ``optzoo.lmo``; ``optzoo.models`` (the ``flax.nnx`` model suite);
 ``optzoo.registry`` (the catalogue); ``optzoo.objectives`` (toy problems); ``optzoo.training``
 (a full-batch training loop); ``optzoo.sweep`` (hyperparameter grids x seeds, vmapped, in one
-compilation); ``optzoo.testing`` (the conformance kit, not loaded by
-``import optzoo``).
+compilation); ``optzoo.compare`` (the leaderboard's protocol on your own workload, an API and a
+command) with ``optzoo.workloads``; ``optzoo.testing`` (the conformance kit). The registry,
+``optzoo.compare`` and the kit are not loaded by ``import optzoo``.
 """
 
 from optzoo import compression as compression

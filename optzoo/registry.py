@@ -54,6 +54,11 @@ class Entry:
     full_batch_only: True when the method needs the exact objective at every step (a
       minibatch gradient breaks it, e.g. a line search or trust region on the loss); the
       benchmarks then run it only on full-batch workloads and say so.
+    learns_lr: True when ``lr_arg`` is only the initial value of a step size the method learns
+      (a schedule on it would fight the method): comparisons sweep it without a schedule.
+    wraps: the argument that takes the optimizer this one wraps (None if none). With no
+      ``lr_arg`` of its own, a comparison sweeps (and schedules) the wrapped optimizer's
+      learning rate.
     convergence_steps: steps of the convergence check (at most 30,000).
     convergence_tol: distance to the minimizer the convergence check requires.
     notes: one line for the README table.
@@ -75,6 +80,8 @@ class Entry:
   extra_args: tuple[str, ...] = ()
   lr_arg: str | None = "learning_rate"
   full_batch_only: bool = False
+  learns_lr: bool = False
+  wraps: str | None = None
   convergence_steps: int = 10_000
   convergence_tol: float = 3e-2
   notes: str = ""
@@ -203,6 +210,8 @@ ENTRIES: tuple[Entry, ...] = (
         # well below a good fixed step as the paper advises.
         toy_kwargs={"base": optax.scale_by_adam(), "initial_learning_rate": 1e-3},
         lr_arg="initial_learning_rate",
+        learns_lr=True,
+        wraps="base",
         convergence_steps=5_000,
         notes="wraps any lr-free base; log step size learned by meta-gradient; +1 buffer",
         max_peak=21.0,
@@ -239,6 +248,7 @@ ENTRIES: tuple[Entry, ...] = (
             "dual_norm": "l1",
         },
         lr_arg=None,
+        wraps="inner",
         convergence_steps=2_000,
         notes="layer rates from dual-norm gradient noise on any inner optimizer; +1 buffer",
         max_peak=17.0,

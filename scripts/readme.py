@@ -53,7 +53,9 @@ def results_section() -> str:
   parts = []
   for name, title in [("leaderboard.md", "Leaderboard summary (`benchmarks/run.py`)"),
                       ("step_time.md", "Step time against optax (`benchmarks/step_time.py`)"),
-                      ("memory.md", "Optimizer-state memory (`benchmarks/memory.py`)")]:
+                      ("memory.md", "Optimizer-state memory (`benchmarks/memory.py`)"),
+                      ("leaderboard_medium.md",
+                       "Medium scale (`benchmarks/run.py --scale medium`, opt-in)")]:
     f = res / name
     if not f.exists():
       continue

@@ -11,12 +11,14 @@ layer: ``_src/base/`` rank 0, ``_src/`` the optimizer layer, ranks 2-3):
                                                arguments and the full-batch training loop
   2  _src.alias, _src.layer_rates              the <name>(learning_rate, ...) alias shape; the
                                                layer-rate machinery LANTON and its wrapper share
-     sweep                                     hyperparameter sweeps in one compilation
+     sweep, workloads                          hyperparameter sweeps in one compilation; the
+                                               Workload description and the built-in workloads
      models                                    the flax.nnx model suite (objectives over real layers)
   3  _src.<paper>                              one private module per optimizer
   4  registry, testing, strategies             the catalogue; the conformance kit (neither imports
                                                the other); Hypothesis strategies
   5  optzoo (the package root), pytest_plugin  re-exports; never loads the kit or the registry
+     compare                                   the leaderboard protocol on any workload
 """
 
 import ast
@@ -40,14 +42,15 @@ RANK = {
     "optzoo.compression": 1, "optzoo.curvature": 1, "optzoo.lmo": 1,
     "optzoo.objectives": 1, "optzoo.training": 1, "optzoo.layouts": 1, "optzoo.sweep": 2,
     "optzoo._src.alias": 2, "optzoo._src.layer_rates": 2, "optzoo.models": 2,
+    "optzoo.workloads": 2,
     **{f"optzoo._src.{p}": 3 for p in PAPERS},
     "optzoo.registry": 4, "optzoo.testing": 4, "optzoo.strategies": 4,
-    "optzoo": 5, "optzoo.pytest_plugin": 5, "optzoo._src": 0,
+    "optzoo": 5, "optzoo.pytest_plugin": 5, "optzoo.compare": 5, "optzoo._src": 0,
 }
 #: Each folder one layer: the ranks its modules may have.
 FOLDER_RANKS = {"optzoo._src.base": {0}, "optzoo._src": {2, 3}}
-PUBLIC_MODULES = ("compression", "curvature", "layouts", "lmo", "models", "objectives", "registry",
-                  "sweep", "testing", "training")
+PUBLIC_MODULES = ("compare", "compression", "curvature", "layouts", "lmo", "models", "objectives",
+                  "registry", "sweep", "testing", "training", "workloads")
 
 
 def _module_name(path: pathlib.Path) -> str:

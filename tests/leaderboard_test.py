@@ -1,4 +1,5 @@
-"""benchmarks/run.py, the main job: the quick run end to end, the honesty check, clean clones."""
+"""benchmarks/run.py, the main job: the quick run end to end (its numbers those of optzoo.compare
+called directly), the honesty check, clean clones, the medium scale at a tiny size."""
 
 import json
 import pathlib
@@ -12,6 +13,9 @@ import common
 import run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+from optzoo import compare  # noqa: E402
+from optzoo import workloads  # noqa: E402
 
 pytestmark = pytest.mark.standard_promotion(
     "the leaderboard runs optax's baselines and schedules (float ** int32)")
@@ -34,6 +38,7 @@ def test_quick_run(tmp_path):
   check_honesty_on_every_workload(quick)
   check_full_batch_only_optimizers_skipped_with_a_reason(quick)
   check_two_minutes_of_cpu(quick)
+  check_the_same_numbers_as_compare_called_directly(quick)
 
 
 def check_every_output_written(quick):
@@ -56,14 +61,14 @@ def check_honesty_on_every_workload(quick):
   _, results, meta, _ = quick
   assert meta["honesty_check"] == ["digits", "charlm", "logistic", "rosenbrock"]
   for w in results.values():
-    a, b = w["rows"]["lion"], w["rows"]["optax.lion"]
+    a, b = w.rows["lion"], w.rows["optax.lion"]
     assert a["final"] == b["final"] and a["rank"] == b["rank"]
 
 
 def check_full_batch_only_optimizers_skipped_with_a_reason(quick):
   out, results, _, _ = quick
-  assert "full-batch only" in results["digits"]["rows"]["krylov_cubic_newton"]["skipped"]
-  assert "final" in results["logistic"]["rows"]["krylov_cubic_newton"]
+  assert "full-batch only" in results["digits"].rows["krylov_cubic_newton"]["skipped"]
+  assert "final" in results["logistic"].rows["krylov_cubic_newton"]
   assert "not run" in (out / "leaderboard.md").read_text()
 
 
@@ -73,33 +78,63 @@ def check_two_minutes_of_cpu(quick):
   assert cpu < 120, f"--quick took {cpu:.0f} s of CPU"
 
 
+def check_the_same_numbers_as_compare_called_directly(quick):
+  """The main job is a thin caller: optzoo.compare on a built-in workload with the quick
+  settings gives the numbers --quick wrote (logistic: the cheapest to compile)."""
+  out, _, meta, _ = quick
+  written = json.loads((out / "leaderboard.json").read_text())["workloads"]["logistic"]["rows"]
+  lion = {"b1": 0.9, "b2": 0.99, "weight_decay": 1e-3}
+  direct = compare.compare(
+      workloads.logistic(steps=60),
+      {"optax.adam": "optax.adam", "lion": compare.contestant("lion", **lion),
+       "optax.lion": compare.contestant("optax.lion", **lion), "adahessian": "adahessian",
+       "krylov_cubic_newton": "krylov_cubic_newton"},
+      grid=meta["grid"], seeds=len(meta["grid"]), progress=False).to_json()["rows"]
+  for name, row in direct.items():
+    for key in ("final", "best_lr", "phase1_final", "rank", "steps_to_target", "evals"):
+      assert written[name][key] == row[key], (name, key)
+
+
 def test_every_contestant_runs_through_the_main_jobs_own_code():
-  """run.run_one, the main job's path (one compilation, checked there), for every contestant on
-  logistic regression (full batch, so every contestant runs; the cheapest compile) with a tiny
-  budget: a contestant that crashes the default run fails here (--quick runs five)."""
-  load = common.logistic_workload(steps=4)
-  names = []
-  for c in run.contestants():
-    row = run.run_one(c, load, np.asarray([1e-3, 1e-2]))
-    assert np.all(np.isfinite(row["train_losses"])), c.name
-    names.append(c.name)
-  assert {"metaoptimize", "krylov_cubic_newton", "optax.contrib.sophia"} <= set(names)
+  """run.run_workload, the main job's path (one compilation per contestant, checked there), for
+  every contestant on logistic regression (full batch, so every contestant runs; the cheapest
+  compile) with a tiny budget: a contestant that crashes the default run fails here (--quick
+  runs five)."""
+  res = run.run_workload(workloads.logistic(steps=4), run.contestants(), [1e-3, 1e-2],
+                         progress=False)
+  for name, row in res.rows.items():
+    assert np.all(np.isfinite(row["train_losses"])), name
+  assert {"metaoptimize", "krylov_cubic_newton", "optax.contrib.sophia"} <= set(res.rows)
 
 
-def test_honesty_check_fails_loudly():
-  def row(x):
-    res = type("R", (), {"losses": np.zeros(3), "evals": {"loss": np.zeros(2)}})()
-    return {"train_losses": np.full(3, x), "evals": {"loss": np.zeros(2)}, "phase1_raw": res}
+def test_honesty_check_fails_loudly(monkeypatch):
+  def unequal(*_args, **_kwargs):
+    raise compare.NotIdentical("lion and optax.lion are declared identical but differ on w")
 
-  assert run.honest({"lion": row(1.0), "optax.lion": row(1.0)}, "w")
-  assert not run.honest({"lion": row(1.0)}, "w")
+  monkeypatch.setattr(compare, "compare", unequal)
   with pytest.raises(SystemExit, match="HONESTY CHECK FAILED"):
-    run.honest({"lion": row(1.0), "optax.lion": row(np.nextafter(1.0, 2.0))}, "w")
+    run.run_workload(workloads.rosenbrock(steps=2), run.contestants(), [1e-2])
 
 
 def test_ties_below_the_seed_spread():
-  r = run.ranks({"a": 1.0, "b": 1.05, "c": 2.0}, {"a": 0.1, "b": 0.01, "c": 0.0})
+  r = compare.ranks({"a": 1.0, "b": 1.05, "c": 2.0}, {"a": 0.1, "b": 0.01, "c": 0.0})
   assert r == {"a": 1, "b": 1, "c": 3}
+
+
+def test_medium_scale_at_a_tiny_size(tmp_path, monkeypatch):
+  """--scale medium's path (narrower grid around each optimizer's committed small-scale best,
+  MEDIUM_SEEDS seeds, leaderboard_medium.md with the ranking comparison) at a tiny size."""
+  monkeypatch.setattr(run, "MEDIUM", {"steps": 4, "width": 8, "heads": 2, "eval_every": 2})
+  results, meta = run.main(["--scale", "medium", "--only", "optax.adam", "lion",
+                            "--out", str(tmp_path)])
+  res = results["charlm"]
+  best = json.loads((common.RESULTS / "leaderboard.json").read_text())
+  best = best["workloads"]["charlm"]["rows"]["optax.adam"]["best_lr"]
+  np.testing.assert_allclose(res.rows["optax.adam"]["grid"],
+                             [best * f for f in run.MEDIUM_FACTORS])
+  assert len(res.rows["lion"]["final"]) == run.MEDIUM_SEEDS
+  text = (tmp_path / "leaderboard_medium.md").read_text()
+  assert "small-scale rank" in text and "times 0.316, 1, 3.16" in text
 
 
 def test_default_output_is_git_ignored_and_results_need_the_full_run():
