@@ -220,3 +220,18 @@ def rows_table(rows: dict, metric: str, target=None) -> str:
     lines.append(f"| {rk} | {n} | {lr} | {fmt(r['mean'], 4)} +- {fmt(r['std'], 2)} | "
                  f"{r['seeds'][0]}..{r['seeds'][-1]} |" + cell)
   return "\n".join(lines)
+
+
+def plot_trajectories(ax, rows: dict, title: str, f, box) -> None:
+  """Draws contours of ``f`` on ``box`` = (x0, x1, y0, y1) and each row's seed-1 path."""
+  xs, ys = np.meshgrid(np.linspace(box[0], box[1], 300), np.linspace(box[2], box[3], 300))
+  ax.contour(xs, ys, np.log10(f(xs, ys) - np.min(f(xs, ys)) + 1e-3), levels=25, colors="0.8",
+             linewidths=0.5)
+  for n, r in rows.items():
+    px, py = np.asarray(r["evals"]["x"][0]), np.asarray(r["evals"]["y"][0])
+    ax.plot(px, py, lw=1.0, label=f"{n} (lr {fmt(r['best_lr'], 2)})")
+    ax.plot(px[-1:], py[-1:], "o", ms=3, color=ax.lines[-1].get_color())
+  ax.set_xlim(box[0], box[1])
+  ax.set_ylim(box[2], box[3])
+  ax.legend(fontsize=7)
+  ax.set_title(title, fontsize=8)
