@@ -235,3 +235,37 @@ def plot_trajectories(ax, rows: dict, title: str, f, box) -> None:
   ax.set_ylim(box[2], box[3])
   ax.legend(fontsize=7)
   ax.set_title(title, fontsize=8)
+
+
+def tune_contestants(names, workload: common.Workload, grid) -> dict:
+  """The main job's own contestants (``run.contestants()``, its settings and notes) by name,
+  tuned on ``workload`` by its protocol; rows as :func:`tune_all`'s."""
+  import run  # noqa: PLC0415
+
+  by_name = {c.name: c for c in run.contestants()}
+  rows = {}
+  for n in names:
+    r = run.run_one(by_name[n], workload, np.asarray(grid))
+    final = np.asarray(r["evals"]["loss"])[:, -1]
+    r.update(final=final.tolist(), mean=float(np.mean(final)), std=float(np.std(final)))
+    rows[n] = r
+  for n, rk in ranks(rows).items():
+    rows[n]["rank"] = rk
+  return rows
+
+
+def plot_curves(ax, rows: dict, title: str, target=None) -> None:
+  """Each row's evaluation curve (seed mean, band min..max)."""
+  for n, r in rows.items():
+    cur = np.asarray(r["evals"]["loss"], np.float64)
+    line, = ax.plot(r["eval_steps"], cur.mean(0), label=f"{n} (lr {fmt(r['best_lr'], 2)})")
+    ax.fill_between(r["eval_steps"], cur.min(0), cur.max(0), color=line.get_color(), alpha=0.2,
+                    lw=0)
+  if target is not None:
+    ax.axhline(target, color="k", lw=0.6, ls=":")
+  finals = [r["mean"] for r in rows.values() if np.isfinite(r["mean"])]
+  if finals:
+    ax.set_ylim(min(finals) * 0.95, min(finals) * 1.6)
+  ax.set_xlabel("step")
+  ax.legend(fontsize=7)
+  ax.set_title(title, fontsize=8)

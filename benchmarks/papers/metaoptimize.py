@@ -30,7 +30,7 @@ from optzoo import objectives, sweep
 # 10^4 (ln = 9.2) takes >= 9,200 steps: the budget was raised from 1,000 to 10,000 for that
 # reason after the --quick smoke run (before any full run)
 STEPS, QUICK_STEPS = 10_000, 40
-WIDTH, BATCH, WD = 64, 64, 1e-4
+WIDTH, BATCH, WD = 32, 64, 1e-4  # width 32: objectives.mlp_model's default
 FACTORS = (1e-4, 1e-2, 1e2)
 
 
