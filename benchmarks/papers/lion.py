@@ -56,7 +56,7 @@ def main(argv=None):
   part1 = {n: grid_sweep(f, w, {"learning_rate": lr_grid, "weight_decay": wd_grid}, seeds2)
            for n, f in OPTIMIZERS.items()}
   best1 = {n: best(r) for n, r in part1.items()}
-  (lion_pt, lion_m, lion_s), (adamw_pt, adamw_m, adamw_s) = best1["optzoo.lion"], best1["optax.adamw"]
+  lion_pt, adamw_pt = best1["optzoo.lion"][0], best1["optax.adamw"][0]
   lr_ratio = adamw_pt["learning_rate"] / lion_pt["learning_rate"]
   wd_ratio = lion_pt["weight_decay"] / adamw_pt["weight_decay"]
 
