@@ -5,7 +5,9 @@
 
 The registry table sits between `<!-- registry-table:start -->` and `<!-- registry-table:end -->`;
 measured results are copied from benchmarks/results/*.md between `<!-- results:start -->` and
-`<!-- results:end -->` (never typed by hand). It imports optzoo as installed (`pip install -e .`).
+`<!-- results:end -->` (never typed by hand); the "Papers tested" table between `<!-- papers:start -->`
+and `<!-- papers:end -->` is rendered from benchmarks/results/papers.json by the paper scripts' own
+table writer (benchmarks/papers/claims.py). It imports optzoo as installed (`pip install -e .`).
 """
 
 from __future__ import annotations
@@ -75,8 +77,22 @@ def results_section() -> str:
   return "\n".join(parts) if parts else "Run the benchmarks to fill this section.\n"
 
 
+def papers_table() -> str:
+  import json
+
+  found = ROOT / "benchmarks" / "results" / "papers.json"
+  if not found.exists():
+    return "Run the scripts in benchmarks/papers/ to fill this table.\n"
+  if str(ROOT / "benchmarks" / "papers") not in sys.path:
+    sys.path.append(str(ROOT / "benchmarks" / "papers"))
+  import claims  # the paper scripts' own table writer
+
+  return claims.summary_table(json.loads(found.read_text()), prefix="benchmarks/results/") + "\n"
+
+
 def render(text: str) -> str:
   text = _replace(text, "registry-table", registry_table())
+  text = _replace(text, "papers", papers_table())
   return _replace(text, "results", results_section())
 
 

@@ -39,3 +39,12 @@ def test_every_registry_entry_is_exported():
     assert e.name in optzoo.__all__
     if e.core is not None:
       assert e.core.__name__ in optzoo.__all__
+
+
+def test_papers_table_matches_the_results():
+  text = (ROOT / "README.md").read_text()
+  m = re.search(r"<!-- papers:start -->\n(.*?)<!-- papers:end -->", text, re.S)
+  assert m, "README.md has no papers markers"
+  assert m.group(1).strip() == readme.papers_table().strip(), (
+      "README.md's 'Papers tested' table drifted from benchmarks/results/papers.json: run "
+      "python scripts/readme.py")
