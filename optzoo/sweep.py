@@ -46,6 +46,21 @@ and ``.lr_arg``) may stand in for the factory.
 **Re-running without compiling.** :func:`compile_sweep` returns the compiled program of a fixed
 shape; :meth:`CompiledSweep.run` takes any values and seeds of that shape (a grid on seed 0,
 then the best point on fresh seeds, as optzoo's own benchmark does).
+
+**Over many devices.** With ``mesh=`` (a ``jax.sharding.Mesh``, or a sequence of devices that
+becomes a one-axis mesh) the ``G x S`` runs are laid out on one flat axis (point-major, so run
+``g * S + s``) and split evenly over every device of the mesh (all of its axes); it is still one
+compilation, and each device trains its share of the models. When the device count does not
+divide ``G x S``, the last run is repeated to fill the devices and the copies are dropped: the
+result has exactly ``G x S`` runs. The results come back replicated (one all-gather at the end
+of the program), so every process reads them. Under ``jax.distributed`` every process calls the
+sweep with the same arguments and a mesh of the global devices (``jax.devices()``)::
+
+    res = sweep.sweep(optax.adam, loss_fn, init_fn, 1000, grid=grid, seeds=8,
+                      mesh=jax.devices())      # or a jax.sharding.Mesh
+
+Each point equals the one-device sweep to float32 rounding (XLA fuses a smaller batch of runs
+per device differently).
 """
 
 from __future__ import annotations
@@ -60,6 +75,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from jax.sharding import NamedSharding, PartitionSpec
 
 from optzoo import training
 
@@ -85,6 +102,7 @@ class SweepResult:
     compile_seconds: wall time of lowering and compiling.
     run_seconds: wall time of the compiled run (to ``block_until_ready``).
     compilations: XLA compilations during the call (``jax.monitoring``); 1 when all went well.
+    devices: the devices the runs were split over (1 without a mesh).
   """
 
   points: dict[str, np.ndarray]
@@ -96,6 +114,7 @@ class SweepResult:
   compile_seconds: float
   run_seconds: float
   compilations: int
+  devices: int = 1
 
   @property
   def final(self) -> dict[str, np.ndarray]:
@@ -162,6 +181,85 @@ class _CompileCounter:
     jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
+def _as_mesh(mesh: Any) -> jax.sharding.Mesh:
+  """``mesh`` as a ``jax.sharding.Mesh``: a mesh as it is, devices as a one-axis mesh."""
+  if isinstance(mesh, jax.sharding.Mesh):
+    return mesh
+  devices = list(mesh) if isinstance(mesh, (list, tuple, np.ndarray)) else None
+  if not devices or not all(isinstance(d, jax.Device) for d in np.ravel(devices)):
+    raise TypeError(f"mesh must be a jax.sharding.Mesh or a non-empty sequence of devices "
+                    f"(jax.devices()), got {mesh!r}")
+  return jax.sharding.Mesh(np.asarray(devices).reshape(-1), ("runs",))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spread:
+  """How ``runs`` (``G x S``) runs lie on a mesh: one flat axis, point-major, split over all
+  the mesh's axes and padded with copies of the last run to a multiple of the device count."""
+
+  mesh: jax.sharding.Mesh
+  runs: int
+
+  @property
+  def padded(self) -> int:
+    return -(-self.runs // self.mesh.size) * self.mesh.size
+
+  @property
+  def split(self) -> NamedSharding:
+    return NamedSharding(self.mesh, PartitionSpec(tuple(self.mesh.axis_names)))
+
+  @property
+  def whole(self) -> NamedSharding:
+    return NamedSharding(self.mesh, PartitionSpec())
+
+  def place(self, tree, sharding):
+    """Host values as global arrays; each process builds only its own devices' shards, so
+    this works the same under ``jax.distributed``."""
+    def one(x):
+      x = np.asarray(x)
+      return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+    return jax.tree.map(one, tree)
+
+  def inputs(self, values: Mapping[str, np.ndarray], seeds: np.ndarray):
+    """Points ``(G,)`` and seeds ``(G, S)`` as flat, padded arrays split over the mesh."""
+    def pad(x):
+      return np.concatenate([x, np.repeat(x[-1:], self.padded - self.runs, axis=0)])
+    s = seeds.shape[1]
+    flat = {n: pad(np.repeat(v, s)) for n, v in values.items()}
+    return self.place(flat, self.split), self.place(pad(seeds.reshape(-1)), self.split)
+
+  def program(self, one_run: Callable):
+    """``one_run`` vmapped over the flat axis; each device trains its share, and the results
+    are gathered at the end of the same program (replicated: every process reads them)."""
+    def program(values, seeds, init_tree):
+      out = jax.vmap(one_run, in_axes=(0, 0, None))(values, seeds, init_tree)
+      return jax.lax.with_sharding_constraint(out, self.split)
+    return jax.jit(program, in_shardings=(self.split, self.split, self.whole),
+                   out_shardings=self.whole)
+
+  def outputs(self, out, shape: tuple[int, int]):
+    """The results as ``(G, S, ...)`` NumPy arrays, the padding dropped."""
+    g, s = shape
+    return jax.tree.map(
+        lambda x: np.asarray(x.addressable_data(0))[:g * s].reshape(g, s, *x.shape[1:]), out)
+
+
+def _lowered(one_run: Callable, spread: _Spread | None, shape, dtypes, init_tree):
+  """The sweep program, lowered: nested vmaps on one device, else :meth:`_Spread.program`.
+  Returns it with the ``init_tree`` it is to be called with."""
+  g, s = shape
+  if spread is None:
+    program = jax.jit(jax.vmap(jax.vmap(one_run, in_axes=(None, 0, None)),
+                               in_axes=(0, 0, None)))
+    points, seeds = (g,), (g, s)
+  else:
+    program = spread.program(one_run)
+    points, seeds = (spread.padded,), (spread.padded,)
+    init_tree = spread.place(init_tree, spread.whole)
+  abstract = {n: jax.ShapeDtypeStruct(points, d) for n, d in dtypes.items()}
+  return program.lower(abstract, jax.ShapeDtypeStruct(seeds, np.uint32), init_tree), init_tree
+
+
 @dataclasses.dataclass(frozen=True)
 class CompiledSweep:
   """A compiled sweep program of fixed shape, from :func:`compile_sweep`.
@@ -187,6 +285,18 @@ class CompiledSweep:
   _compiled: Any = dataclasses.field(repr=False)
   _dtypes: dict[str, Any] = dataclasses.field(repr=False)
   _init_tree: Any = dataclasses.field(repr=False)
+  _spread: _Spread | None = dataclasses.field(default=None, repr=False)
+
+  @property
+  def devices(self) -> int:
+    """How many devices the runs are split over (1 without a mesh)."""
+    return 1 if self._spread is None else self._spread.mesh.size
+
+  def cost(self) -> dict[str, float]:
+    """XLA's cost analysis of the compiled program (``'flops'``, ``'bytes accessed'``, ...;
+    per device on a mesh), or ``{}`` where the backend gives none."""
+    got = self._compiled.cost_analysis()
+    return dict(got or {}) if not isinstance(got, list) else dict(got[0] if got else {})
 
   def run(self, points: Mapping[str, Sequence[Any]], seeds: Any) -> SweepResult:
     """Trains the ``G x S`` models: point ``g`` with the hyperparameters ``points[name][g]``
@@ -201,16 +311,21 @@ class CompiledSweep:
         raise ValueError(f"points[{n!r}] must have {g} values, got {v.shape}")
       vals[n] = v
     seed_arr = np.broadcast_to(np.asarray(seeds), (g, s)).astype(np.uint32)
+    args = (vals, seed_arr) if self._spread is None else self._spread.inputs(vals, seed_arr)
     with _CompileCounter() as counter:
       t0 = time.perf_counter()
-      out = jax.block_until_ready(self._compiled(vals, seed_arr, self._init_tree))
+      out = jax.block_until_ready(self._compiled(*args, self._init_tree))
       run_seconds = time.perf_counter() - t0
-    losses, evals, params = jax.device_get(out)
+    if self._spread is None:
+      losses, evals, params = jax.device_get(out)
+    else:
+      losses, evals, params = self._spread.outputs(out, (g, s))
     return SweepResult(
         points=vals, seeds=np.asarray(seed_arr), losses=np.asarray(losses),
         eval_steps=np.arange(self.steps // self.eval_every + 1) * self.eval_every,
         evals={k: np.asarray(v) for k, v in evals.items()}, params=params,
-        compile_seconds=0.0, run_seconds=run_seconds, compilations=counter.count)
+        compile_seconds=0.0, run_seconds=run_seconds, compilations=counter.count,
+        devices=self.devices)
 
 
 def compile_sweep(
@@ -232,6 +347,7 @@ def compile_sweep(
     extra_args: Sequence[str] | None = None,
     static_args: Sequence[str] | None = None,
     return_params: bool = False,
+    mesh: Any = None,
 ) -> CompiledSweep:
   """Compiles, once, the program that trains ``G x S`` models (``shape``) sweeping ``names``.
 
@@ -319,18 +435,17 @@ def compile_sweep(
     evals = {k: jnp.concatenate([jnp.asarray(first[k])[None], v]) for k, v in evals.items()}
     return losses.reshape(-1), evals, (params if return_params else None)
 
-  # points: one value per grid point; seeds: (G, S), a row per point
-  program = jax.vmap(jax.vmap(one_run, in_axes=(None, 0, None)), in_axes=(0, 0, None))
-  init_tree = None if init_is_fn else init_params
-  abstract = {n: jax.ShapeDtypeStruct((g,), dtypes[n]) for n in names}
+  # one device: points (G,), seeds (G, S); on a mesh: both flat (see _Spread)
+  spread = None if mesh is None else _Spread(_as_mesh(mesh), g * s)
   with _CompileCounter() as counter:
     t0 = time.perf_counter()
-    compiled = jax.jit(program).lower(
-        abstract, jax.ShapeDtypeStruct((g, s), np.uint32), init_tree).compile()
+    lowered, init_tree = _lowered(one_run, spread, (g, s), dtypes,
+                                  None if init_is_fn else init_params)
+    compiled = lowered.compile()
     seconds = time.perf_counter() - t0
   return CompiledSweep(names=names, shape=(g, s), steps=steps, eval_every=eval_every,
                        compile_seconds=seconds, compilations=counter.count,
-                       _compiled=compiled, _dtypes=dtypes, _init_tree=init_tree)
+                       _compiled=compiled, _dtypes=dtypes, _init_tree=init_tree, _spread=spread)
 
 
 def sweep(
@@ -351,6 +466,7 @@ def sweep(
     extra_args: Sequence[str] | None = None,
     static_args: Sequence[str] | None = None,
     return_params: bool = False,
+    mesh: Any = None,
 ) -> SweepResult:
   """Trains one model per (grid point, seed), all vmapped in a single compilation.
 
@@ -382,6 +498,10 @@ def sweep(
     static_args: factory arguments that cannot be traced; sweeping one is a ``ValueError``.
       Default the entry's, plus the factory's ``static_args`` attribute.
     return_params: also return the final params (``(G, S, ...)`` leaves).
+    mesh: None (one device), a ``jax.sharding.Mesh`` or a sequence of devices: the ``G x S``
+      runs are split evenly over all of its devices (padded with copies of the last run, which
+      the result never shows), in one compilation. Under ``jax.distributed``, the global
+      devices, with every process calling the sweep alike.
 
   Returns:
     A :class:`SweepResult`.
@@ -389,6 +509,7 @@ def sweep(
   Raises:
     ValueError: a swept or scheduled name is static or not an argument of the factory,
       ``eval_every`` does not divide ``steps``, or an extra argument is unknown.
+    TypeError: ``mesh`` is neither a mesh nor a sequence of devices.
   """
   points = _grid_points(grid or {})
   n_points = len(next(iter(points.values()))) if points else 1
@@ -398,7 +519,7 @@ def sweep(
       shape=(n_points, len(seed_list)), dtypes={k: v.dtype for k, v in points.items()},
       hparams=hparams, schedule=schedule, scheduled=scheduled, batch_fn=batch_fn,
       eval_fn=eval_fn, state_fn=state_fn, eval_every=eval_every, extra_args=extra_args,
-      static_args=static_args, return_params=return_params)
+      static_args=static_args, return_params=return_params, mesh=mesh)
   res = program.run(points, seed_list)
   return dataclasses.replace(res, compile_seconds=program.compile_seconds,
                              compilations=program.compilations + res.compilations)
