@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import time
 
@@ -266,8 +267,38 @@ def write_outputs(out, results: dict[str, compare.Result], racers, meta):
     payload["workloads"][w] = {k: data[k] for k in ("description", "metric", "steps",
                                                     "eval_every", "full_batch", "info",
                                                     "target", "rows")}
-  common.write("leaderboard.json", json.dumps(payload, indent=1), out)
+  # every number at full resolution to the git-ignored folder; the results file at the
+  # resolution the plots use, small enough to diff and review
+  common.write("leaderboard_full.json", json.dumps(payload), common.OUT)
+  common.write("leaderboard.json", dump_light(payload), out)
   plots(out, results, [c.name for c in racers], meta)
+
+
+#: Longest curve kept in the results file (points), and its significant digits.
+CURVE_POINTS, CURVE_DIGITS = 100, 4
+
+
+def light(x):
+  """``x`` at the resolution the plots use: the per-step training losses left out (the plots
+  draw the evaluation curves), every list of more than 32 numbers (a curve) thinned to at most
+  ``CURVE_POINTS`` evenly spaced points, the last kept, and rounded to ``CURVE_DIGITS``
+  significant digits; single numbers and short lists as they are."""
+  if isinstance(x, dict):
+    return {k: light(v) for k, v in x.items() if k != "train_losses"}
+  if isinstance(x, list) and len(x) > 32 and all(isinstance(v, (int, float)) or v is None
+                                                 for v in x):
+    idx = sorted(set(np.linspace(0, len(x) - 1, min(len(x), CURVE_POINTS)).round().astype(int)))
+    return [None if x[i] is None else float(f"{x[i]:.{CURVE_DIGITS}g}") for i in idx]
+  if isinstance(x, list):
+    return [light(v) for v in x]
+  return x
+
+
+def dump_light(payload) -> str:
+  """:func:`light` as indented JSON with each curve on one line."""
+  text = json.dumps(light(payload), indent=1)
+  return re.sub(r"\[\s+([-+0-9eE.,\snul]+?)\s+\]",
+                lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
 
 
 def plots(out, results: dict[str, compare.Result], names, meta):

@@ -144,3 +144,17 @@ def test_default_output_is_git_ignored_and_results_need_the_full_run():
   assert ignored.returncode == 0
   with pytest.raises(SystemExit):
     run.main(["--quick", "--write-results"])
+
+
+def test_committed_results_are_small_and_curves_thinned():
+  """The committed leaderboard.json stays reviewable (under 1 MB): curves at the plots'
+  resolution; the full-resolution file goes to the git-ignored folder."""
+  path = common.RESULTS / "leaderboard.json"
+  assert path.stat().st_size < 1_000_000, path.stat().st_size
+  curve = list(np.linspace(0.0, 1.0, 1000))
+  light = run.light({"rows": {"a": {"evals": {"loss": [curve]}, "train_losses": [curve],
+                                    "best_lr": 0.0031622776601683794}}})
+  thinned = light["rows"]["a"]["evals"]["loss"][0]
+  assert len(thinned) == run.CURVE_POINTS and thinned[0] == 0.0 and thinned[-1] == 1.0
+  assert "train_losses" not in light["rows"]["a"]
+  assert light["rows"]["a"]["best_lr"] == 0.0031622776601683794
