@@ -303,8 +303,8 @@ NOTES = [
     "of params. The layerwise wrapper (and LANTON) also all-gather three 16-element vector leaves "
     "(biases) that are concatenated for a group's norm: O(width) bytes, not O(params).",
     "- **LANTON**: Newton-Schulz runs on matrices that FSDP has split, so XLA partitions its "
-    "matmuls and all-reduces partial Gram matrices at every iteration (plus transposes: "
-    "all-to-all, collective-permute). The cost is stated, not removed: the owner-computes "
+    "matmuls and, at every iteration, gathers the split matrices or all-reduces partial Gram "
+    "matrices (plus transposes: all-to-all, collective-permute). The cost is stated, not removed: the owner-computes "
     "alternative of the distributed Muon implementations (gather each momentum matrix once, "
     "~1x its bytes, run Newton-Schulz where it is whole, keep the local slice) has to live in "
     "LANTON's update, which this measurement does not change.",
@@ -326,12 +326,13 @@ NOTES = [
     "`optax.contrib.sophia` estimates its Hessian diagonal by a Hutchinson Hessian-vector "
     "product through `obj_fn` every `update_interval` steps (a `conditional`: both branches "
     "are counted, an upper bound), so it pays the model's own FSDP traffic like AdaHessian.",
-    "- **Fixed against param-proportional traffic**: the last column is the same few hundred "
-    "bytes on both models (scalars and per-layer statistics); what scales with the model is the "
-    "'arrays >= ...' column, which on the large model separates the methods whose update is "
-    "local (0) from those that move whole matrices. For Newton-Schulz on split matrices that "
-    "traffic grows with the matrix width, against the params' bytes: compare LANTON and muon "
-    "between the two tables.",
+    "- **Fixed against param-proportional traffic**: the last column (scalars and per-layer "
+    "statistics) grows with the number of layers and scalars, not with their size: a few bytes "
+    "to a few KB per device on either model, a vanishing share of the large model's bytes. The "
+    "'arrays >= ...' column is the param-proportional traffic; on the large model it separates "
+    "the methods whose update is local (0) from those that move whole matrices. For "
+    "Newton-Schulz on split matrices it grows with the matrix width, against the params' "
+    "bytes: compare LANTON and muon between the two tables.",
 ]
 
 
