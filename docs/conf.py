@@ -34,7 +34,9 @@ templates_path: list[str] = []
 # name (``optzoo.lion``), never under ``optzoo._src``.
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_preserve_defaults = True
+# defaults as their values: optzoo.lanton's signature is derived (it forwards scale_by_lanton's
+# keywords), so its source has no default expressions to preserve
+autodoc_preserve_defaults = False
 python_maximum_signature_line_length = 88
 # optax's type aliases stay as written instead of expanding into long unions
 autodoc_type_aliases = {
@@ -77,8 +79,3 @@ def _drop_type_docstring(app, what, name, obj, options, lines):
     if words(lines) == words(type_doc.splitlines()):
       lines.clear()
 
-
-def setup(app):
-  # before napoleon (priority 500), which would reformat the type's docstring
-  app.connect("autodoc-process-docstring", _drop_type_docstring, priority=100)
-  return {"parallel_read_safe": True}

@@ -893,6 +893,8 @@ def check_bad_input(s: Subject) -> None:
   assert not failed, "; ".join(f"{k}: {v[len('FAIL: '):]}" for k, v in failed.items())
 
 
+#: The conformance checks by name, ``{name: check(subject)}``, in the order
+#: :func:`check_optimizer` runs them.
 CHECKS: Mapping[str, Callable[[Subject], None]] = {
     "jit": check_jit,
     "extra_args": check_extra_args,

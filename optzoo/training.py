@@ -33,7 +33,7 @@ def extra_kwargs(extra_args: Sequence[str], loss: Callable, value: Any) -> dict[
     elif name == "value":
       out["value"] = value
     else:
-      raise ValueError(f"the training step cannot supply the extra argument {name!r}")
+      raise ValueError(f"the training step cannot supply the extra update argument {name!r}")
   return out
 
 
