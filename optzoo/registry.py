@@ -349,7 +349,7 @@ def markdown_table(measured_peaks: Mapping[str, float] | None = None,
   the compiled update on the CPU) and the peak with the gradients and state donated
   (:func:`peak_bytes_per_param`, beside the entry's declared ``max_peak``), all on a
   1M-parameter float32 MLP pytree. ``measured_peaks`` (optimizer name -> bytes/param, e.g.
-  read from ``benchmarks/results/memory.md``; ``optax.adam`` among them) adds a column headed
+  measured on a larger pytree; ``optax.adam`` among them) adds a column headed
   ``measured_label`` and a last row for ``optax.adam``."""
   extra_col = bool(measured_peaks)
   lines = [

@@ -50,6 +50,18 @@ def registry_table() -> str:
   return registry.markdown_table(*measured_peaks())
 
 
+def _memory_extras(lines: list[str]) -> str:
+  """memory.md beyond its first table: MicroAdam's 100M line and the whole training step
+  (its description and table)."""
+  out = [l for l in lines if l.startswith("MicroAdam at ")]
+  if "## A whole training step" in lines:
+    rest = lines[lines.index("## A whole training step") + 1:]
+    desc = [l for l in rest if l and not l.startswith("|")][:1]
+    table = [l for l in rest if l.startswith("|")]
+    out += ["#### A whole training step"] + desc + ["\n".join(table)]
+  return "".join("\n\n" + part for part in out)
+
+
 def results_section() -> str:
   res = ROOT / "benchmarks" / "results"
   parts = []
@@ -72,7 +84,8 @@ def results_section() -> str:
         started = True
       elif started:
         break
-    parts.append(f"### {title}\n\n" + "\n\n".join(head) + "\n\n" + "\n".join(table)
+    extra = _memory_extras(lines) if name == "memory.md" else ""
+    parts.append(f"### {title}\n\n" + "\n\n".join(head) + "\n\n" + "\n".join(table) + extra
                  + f"\n\nFull results: [`benchmarks/results/{name}`](benchmarks/results/{name}).\n")
   return "\n".join(parts) if parts else "Run the benchmarks to fill this section.\n"
 

@@ -737,8 +737,9 @@ def mada(
   momentum) and one tangent ``du/dkappa`` per learned coefficient, six. With
   ``learn=("b1", "b2")`` and the other coefficients at their Adam values (the defaults;
   HyperAdam) the unused moments are trimmed: ``mu``, ``nu`` and two tangents, 16 bytes per
-  parameter (2x Adam's). The peak of the update (state + temporaries) of both settings is measured in
-  ``benchmarks/results/memory.md``.
+  parameter (2x Adam's). Measure the peak of the update (state + temporaries) of
+  either with ``optzoo.bytes_per_param`` plus ``optzoo.temp_bytes_per_param(..., donate=True)``;
+  the project's README lists both at 10M parameters.
 
   The arguments ``b1, b2, b3, rho, c, gamma, eps, eps_root, lion_b1, lion_b2, learn, hyper_lr,
   hyper_momentum, hyper_clip, hyper_start, bounds, v_init, compat, mu_dtype`` are those of
