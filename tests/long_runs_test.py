@@ -2,15 +2,10 @@
 params, on the char-level transformer) writes its table and curves, and its checks hold; plus
 the bounds check on made-up traces."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
-import long_runs  # noqa: E402
-
+import long_runs
 from optzoo import registry
 
 

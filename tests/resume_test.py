@@ -21,8 +21,6 @@ from helpers import REPO, SHARDED_FLAGS, repo_env
 from optzoo import registry
 
 CHILD = REPO / "tests" / "resume_child.py"
-MICROADAM_XFAIL = pytest.mark.xfail(
-    strict=True, reason="zero-size state leaves; fixed on the issue-21 branch")
 
 
 def _phase(phase: str, root, mode: str, names) -> dict:
@@ -48,17 +46,7 @@ def _resume_failures(tmp_path, mode: str, names) -> list[str]:
   return failures
 
 
-ALL_BUT_MICROADAM = [n for n in registry.names() if n != "microadam"]
-
-
 @pytest.mark.parametrize("mode", ["one_device", "sharded"])
 def test_orbax_resume_is_bitwise(tmp_path, mode):
-  failures = _resume_failures(tmp_path, mode, ALL_BUT_MICROADAM)
-  assert not failures, failures
-
-
-@MICROADAM_XFAIL
-@pytest.mark.parametrize("mode", ["one_device", "sharded"])
-def test_orbax_resume_is_bitwise_microadam(tmp_path, mode):
-  failures = _resume_failures(tmp_path, mode, ["microadam"])
+  failures = _resume_failures(tmp_path, mode, list(registry.names()))
   assert not failures, failures
