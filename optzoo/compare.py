@@ -564,9 +564,11 @@ def compare(workload: Workload, optimizers: Any = None,
   seeds = len(grids[names[0]]) if seeds is None else seeds
   _check_inputs(w, grids, seeds)
   reference = reference or ("optax.adam" if "optax.adam" in names else names[0])
+  if reference not in names:
+    raise ValueError(f"the reference {reference!r} is not among the optimizers {names}")
   for pair in identical:
-    if pair[0] not in names or pair[1] not in names or reference not in names:
-      raise ValueError(f"{pair} and the reference {reference!r} must be among {names}")
+    if len(pair) != 2 or pair[0] not in names or pair[1] not in names:
+      raise ValueError(f"identical: {pair} must name two of the optimizers {names}")
   rows, live, cached, done = {}, {}, [], []
   bar = _progress(len(racers), w.name, progress)
   for c in racers:
