@@ -231,13 +231,14 @@ def adahessian_rows(width: int, layers: int, seq: int, batch: int, pairs: int) -
 
 
 def memory_rows(n_params: int, quick: bool) -> list[str]:
-  """``memory.py``'s tables measured on this device (compiled only: nothing is allocated)."""
-  import memory  # noqa: PLC0415 - benchmarks/memory.py, beside this file
-
-  rows, n = memory.measure(n_params)
-  step_rows, step_shape = memory.measure_step(quick)
-  return ["## Peak memory (benchmarks/memory.py on this device)", ""] + memory.table_lines(
-      rows, n, None, step_rows, step_shape)
+  """``memory.py``'s tables measured on this device (compiled only: nothing is allocated), run
+  as its own process (the benchmark scripts share only ``common``)."""
+  with tempfile.TemporaryDirectory() as tmp:
+    size = ["--quick"] if quick else ["--params", str(n_params)]
+    subprocess.run([sys.executable, str(HERE / "memory.py"), "--out", tmp, *size], check=True,
+                   cwd=HERE)
+    text = (pathlib.Path(tmp) / "memory.md").read_text()
+  return ["## Peak memory (benchmarks/memory.py on this device)", ""] + text.splitlines()[2:]
 
 
 # ----------------------------------------------------------------------------- 5. sweep
