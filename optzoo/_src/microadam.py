@@ -22,9 +22,9 @@ import numpy as np
 import optax
 
 
+from optzoo import compression as _compression
 from optzoo._src import alias
 from optzoo._src.base import checks, trees
-from optzoo import compression as C
 
 
 class ScaleByMicroAdamState(NamedTuple):
@@ -97,7 +97,7 @@ def _config(b1, b2, eps, num_grads, density, quant_bucket_size, block_size, quan
   q = checks.check_int("quant_bucket_size", quant_bucket_size, 2)
   if q % 2:
     raise ValueError(f"quant_bucket_size={q} must be even (codes are packed in pairs).")
-  bsz = checks.check_int("block_size", block_size, 1, C.MAX_BLOCK_SIZE)
+  bsz = checks.check_int("block_size", block_size, 1, _compression.MAX_BLOCK_SIZE)
   chunk = checks.check_int("chunk_size", chunk_size, 1)
   if approx_topk_recall is not None:
     checks.check_range("approx_topk_recall", approx_topk_recall, 0.0, 1.0, low_open=True)
@@ -109,8 +109,8 @@ def _config(b1, b2, eps, num_grads, density, quant_bucket_size, block_size, quan
       approx_topk_recall=approx_topk_recall, chunk_size=chunk)
 
 
-def _layout(cfg: _Config, p) -> C.BlockLayout:
-  return C.block_layout(int(np.prod(p.shape)), cfg.block_size, cfg.density)
+def _layout(cfg: _Config, p) -> _compression.BlockLayout:
+  return _compression.block_layout(int(np.prod(p.shape)), cfg.block_size, cfg.density)
 
 
 def _init_leaf(cfg: _Config, p):
@@ -123,7 +123,7 @@ def _init_leaf(cfg: _Config, p):
   val = jnp.zeros((cfg.num_grads, lay.k), cfg.values_dtype)
   if not cfg.quantize_ef:
     return idx, val, jnp.zeros((d,), jnp.float32), None, None
-  n_q = C.num_buckets(d, cfg.bucket)
+  n_q = _compression.num_buckets(d, cfg.bucket)
   ef = jnp.zeros(((d + 1) // 2,), jnp.uint8)
   lo = jnp.zeros((n_q,), cfg.stats_dtype)
   hi = jnp.zeros((n_q,), cfg.stats_dtype)
@@ -163,26 +163,29 @@ def _window(cfg: _Config, state_count: jax.Array, count: jax.Array) -> _Window:
       eps=jnp.asarray(cfg.eps, jnp.float32))
 
 
-def _compress(cfg: _Config, g, lay: C.BlockLayout, ef, lo, hi):
+def _compress(cfg: _Config, g, lay: _compression.BlockLayout, ef, lo, hi):
   """Error feedback add, block top-k, and the new error feedback (the residual, quantized):
   ``(relative indices, values, ef, lo, hi)``."""
   d = lay.size
   acc = jnp.reshape(g, (-1,)).astype(jnp.float32)
   if cfg.error_feedback:
-    acc = acc + (C.dequantize_4bit(ef, lo, hi, d, cfg.bucket) if cfg.quantize_ef else ef)
+    acc = acc + (_compression.dequantize_4bit(ef, lo, hi, d, cfg.bucket) if cfg.quantize_ef
+                 else ef)
   # the residual is the accumulator with the selected entries zeroed
-  rel, v = C.topk_blocks(acc, lay, values_dtype=None, approx_recall=cfg.approx_topk_recall)
-  resid = acc.at[C.global_indices(rel, lay)].set(0.0)
+  rel, v = _compression.topk_blocks(acc, lay, values_dtype=None,
+                                    approx_recall=cfg.approx_topk_recall)
+  resid = acc.at[_compression.global_indices(rel, lay)].set(0.0)
   if not cfg.error_feedback:
     pass  # the residual is dropped; ef stays 0
   elif cfg.quantize_ef:
-    ef, lo, hi = C.quantize_4bit(resid, cfg.bucket, cfg.stats_dtype)
+    ef, lo, hi = _compression.quantize_4bit(resid, cfg.bucket, cfg.stats_dtype)
   else:
     ef = resid
   return rel, v, ef, lo, hi
 
 
-def _span_update(cfg: _Config, win: _Window, lay: C.BlockLayout, g, idx, val, ef, lo, hi):
+def _span_update(cfg: _Config, win: _Window, lay: _compression.BlockLayout, g, idx, val, ef, lo,
+                 hi):
   """One span of a leaf: whole top-k blocks that start on a block, bucket and byte boundary,
   with ``idx``/``val`` the window's ``(m, k)`` columns of those blocks and ``ef``/``lo``/``hi``
   the span's error feedback. Returns ``(u, idx, val, ef, lo, hi)`` of the span."""
@@ -195,7 +198,7 @@ def _span_update(cfg: _Config, win: _Window, lay: C.BlockLayout, g, idx, val, ef
   # both moments from the window in one scatter-add (rows in order, so sums are exact repeats)
   vw = val.astype(jnp.float32)
   contrib = jnp.stack([win.w1[:, None] * vw, win.w2[:, None] * vw * vw], axis=-1)
-  gidx = C.global_indices(idx, lay).reshape(-1)
+  gidx = _compression.global_indices(idx, lay).reshape(-1)
   z = jnp.zeros((lay.size, 2), jnp.float32).at[gidx].add(contrib.reshape(-1, 2))
   mhat = win.bc1 * z[:, 0]
   vhat = win.bc2 * z[:, 1]
@@ -208,17 +211,17 @@ class _Chunks(NamedTuple):
   then the ``tail`` (the blocks left over and the remainder block; size 0 if none)."""
 
   n: int
-  chunk: C.BlockLayout
-  tail: C.BlockLayout
+  chunk: _compression.BlockLayout
+  tail: _compression.BlockLayout
 
 
-def _chunks(cfg: _Config, lay: C.BlockLayout) -> _Chunks:
+def _chunks(cfg: _Config, lay: _compression.BlockLayout) -> _Chunks:
   # a chunk is a multiple of `unit` blocks, so that it also holds whole quantization buckets
   unit = cfg.bucket // math.gcd(lay.block, cfg.bucket)
   per = max(unit, cfg.chunk_size // lay.block // unit * unit)
   n = lay.n_blocks // per
-  chunk = C.block_layout(per * lay.block, lay.block, cfg.density)
-  tail = C.block_layout(lay.size - n * chunk.size, lay.block, cfg.density)
+  chunk = _compression.block_layout(per * lay.block, lay.block, cfg.density)
+  tail = _compression.block_layout(lay.size - n * chunk.size, lay.block, cfg.density)
   return _Chunks(n, chunk, tail)
 
 
@@ -226,7 +229,7 @@ def _ef_len(cfg: _Config, size: int) -> int:
   return (size + 1) // 2 if cfg.quantize_ef else size
 
 
-def _stream_span(cfg: _Config, win: _Window, lay: C.BlockLayout, starts, carry):
+def _stream_span(cfg: _Config, win: _Window, lay: _compression.BlockLayout, starts, carry):
   """Reads one span of a leaf's buffers at ``starts`` = (element, column, ef, bucket) offsets,
   updates it, and writes it back in place: the gradient's elements take the update."""
   grad, idx, val, ef, lo, hi = carry
@@ -235,7 +238,7 @@ def _stream_span(cfg: _Config, win: _Window, lay: C.BlockLayout, starts, carry):
   sl = jax.lax.dynamic_slice_in_dim
   put = jax.lax.dynamic_update_slice_in_dim
   quant = cfg.quantize_ef
-  n_q = C.num_buckets(lay.size, cfg.bucket)
+  n_q = _compression.num_buckets(lay.size, cfg.bucket)
   u, idx_s, val_s, ef_s, lo_s, hi_s = _span_update(
       cfg, win, lay, sl(flat, e0, lay.size), sl(idx, c0, lay.k, 1), sl(val, c0, lay.k, 1),
       sl(ef, f0, _ef_len(cfg, lay.size)), sl(lo, s0, n_q) if quant else None,
@@ -268,7 +271,7 @@ def _leaf_update(cfg: _Config, win: _Window, once, g, idx, val, ef, lo, hi):
     return jnp.zeros_like(g), idx, val, ef, lo, hi
   plan = _chunks(cfg, lay)
   ch = plan.chunk
-  per = (ch.size, ch.k, _ef_len(cfg, ch.size), C.num_buckets(ch.size, cfg.bucket))
+  per = (ch.size, ch.k, _ef_len(cfg, ch.size), _compression.num_buckets(ch.size, cfg.bucket))
   carry = (g, idx, val, ef, lo, hi)
   if plan.n:
     carry = jax.lax.fori_loop(
