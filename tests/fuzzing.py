@@ -108,7 +108,7 @@ def _run(tx, params, loss, extra_args):
 
 def _step(tx, loss, extra_args, params, state):
   grads = jax.grad(loss)(params)
-  u, state = tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, params))
+  u, state = tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, loss(params)))
   return optax.apply_updates(params, u), state, u
 
 
@@ -146,7 +146,7 @@ def check(ex: Example) -> str:
   # eager first update equals the jitted one to the dtype's tolerance
   grads = jax.grad(loss)(params)
   u_eager, _ = tx.update(grads, states[0], params,
-                         **training.extra_kwargs(entry.extra_args, loss, params))
+                         **training.extra_kwargs(entry.extra_args, loss, loss(params)))
   for a, b, p in zip(jax.tree.leaves(u_eager), jax.tree.leaves(updates[0]), jax.tree.leaves(params)):
     assert _close(a, b, p.dtype), "eager and jitted updates differ beyond the dtype's tolerance"
   # a second run, from a fresh optimizer, is bitwise equal

@@ -73,7 +73,7 @@ def jitted_step(tx: optax.GradientTransformation, loss: Callable, extra_args=())
   def step(params, state):
     grads = jax.grad(loss)(params)
     updates, state = tx.update(grads, state, params,
-                               **training.extra_kwargs(extra_args, loss, params))
+                               **training.extra_kwargs(extra_args, loss, loss(params)))
     return optax.apply_updates(params, updates), state
 
   return jax.jit(step)
