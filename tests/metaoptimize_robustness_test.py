@@ -15,6 +15,8 @@ import pytest
 import optzoo
 from optzoo import metaoptimize, metaoptimize_learning_rates, objectives
 
+from helpers import CountCompiles
+
 # every test here runs optax code that strict promotion refuses
 pytestmark = pytest.mark.standard_promotion(
     "the bases are optax's scale_by_adam and friends (float ** int32 in the bias correction)")
@@ -83,29 +85,12 @@ def test_the_probe_is_one_program_cached_per_base_and_shapes():
   base = optax.scale_by_adam()
   counts = []
   for _ in range(2):
-    with _CountCompiles() as c:
+    with CountCompiles() as c:
       metaoptimize(base, 1e-3, check_base=True).init(PARAMS)
     counts.append(c.n)
-  with _CountCompiles() as c:
+  with CountCompiles() as c:
     jax.block_until_ready(jax.jit(metaoptimize(optax.scale_by_adam(), 1e-3).init)(PARAMS))
   assert counts[1] == 0 and c.n == 1, (counts, c.n)
-
-
-class _CountCompiles:
-  """Counts XLA backend compilations (JAX's compile events) while active."""
-
-  def __init__(self):
-    self.n = 0
-
-  def __call__(self, event, *_, **__):
-    self.n += event == "/jax/core/compile/backend_compile_duration"
-
-  def __enter__(self):
-    jax.monitoring.register_event_duration_secs_listener(self)
-    return self
-
-  def __exit__(self, *exc):
-    jax.monitoring.unregister_event_duration_listener(self)
 
 
 @pytest.mark.parametrize("base,params", [

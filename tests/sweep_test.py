@@ -9,6 +9,8 @@ import pytest
 import optzoo
 from optzoo import registry, sweep
 
+from helpers import CountCompiles
+
 # every test here runs optax code that strict promotion refuses
 pytestmark = pytest.mark.standard_promotion(
     "the sweeps run optax.adam and optax's schedules (float ** int32, int32 counts mixed with "
@@ -61,22 +63,6 @@ def plain_run(tx, seed, extra_args=(), steps=STEPS, minibatch=True):
     params, state, value = step(params, state, jnp.asarray(t))
     losses.append(float(value))
   return np.asarray(losses), params
-
-
-class CountCompiles:
-  def __init__(self):
-    self.n = 0
-
-  def __call__(self, event, *_, **__):
-    if event == "/jax/core/compile/backend_compile_duration":
-      self.n += 1
-
-  def __enter__(self):
-    jax.monitoring.register_event_duration_secs_listener(self)
-    return self
-
-  def __exit__(self, *exc):
-    jax.monitoring.unregister_event_duration_listener(self)
 
 
 def test_a_whole_grid_and_its_seeds_is_one_compilation():
