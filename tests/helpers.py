@@ -221,11 +221,14 @@ def _plugin_args() -> list[str]:
 
 def run_pytest(path: pathlib.Path, *args: str) -> subprocess.CompletedProcess:
   """pytest on the test file ``path`` in a child process, with optzoo's plugin loaded, as a
-  user's project runs it."""
+  user's project runs it: on this machine's own devices (no simulated host devices from an
+  ``XLA_FLAGS`` that this process inherited or a module it imported set)."""
+  env = repo_env()
+  env.pop("XLA_FLAGS", None)
   return subprocess.run(
       [sys.executable, "-m", "pytest", *_plugin_args(), "-p", "no:cacheprovider",
        "-q", "-rs", str(path), *args],
-      capture_output=True, text=True, env=repo_env(), cwd=path.parent, timeout=900)
+      capture_output=True, text=True, env=env, cwd=path.parent, timeout=900)
 
 
 # ----------------------------------------------------------------------------- layer-rate fixtures

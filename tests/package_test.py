@@ -28,16 +28,25 @@ PACKAGE = REPO / "optzoo"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 # distribution name -> the top-level module it is imported as (when they differ)
-IMPORT_NAME = {"jaxlib": "jax"}
+IMPORT_NAME = {"jaxlib": "jax", "scikit-learn": "sklearn"}
+
+# each optional extra -> the opt-in modules that may import it
+EXTRA_USERS = {"testing": {"optzoo/strategies.py", "optzoo/pytest_plugin.py"},
+               "compare": {"optzoo/compare.py", "optzoo/workloads.py"}}
+
+
+def _import_names(requirements: list[str]) -> dict[str, str]:
+  """{distribution: import name} for a list of requirement strings."""
+  out = {}
+  for req in requirements:
+    dist = re.match(r"[A-Za-z0-9._-]+", req).group(0).lower().replace("_", "-")
+    out[dist] = IMPORT_NAME.get(dist, dist.replace("-", "_"))
+  return out
 
 
 def _declared_runtime_deps() -> dict[str, str]:
   """{distribution: import name} for ``[project] dependencies``."""
-  out = {}
-  for req in PYPROJECT["project"]["dependencies"]:
-    dist = re.match(r"[A-Za-z0-9._-]+", req).group(0).lower().replace("_", "-")
-    out[dist] = IMPORT_NAME.get(dist, dist.replace("-", "_"))
-  return out
+  return _import_names(PYPROJECT["project"]["dependencies"])
 
 
 def _third_party_imports() -> dict[str, list[str]]:
@@ -64,12 +73,16 @@ def test_every_import_is_declared_and_every_dependency_is_imported():
   declared = _declared_runtime_deps()
   assert set(declared) == {"jax", "jaxlib", "optax", "chex", "flax", "numpy"}, declared
   imported = _third_party_imports()
-  # the opt-in testing modules (optzoo.strategies, optzoo.pytest_plugin) import their own extra
-  testing_extra = {re.match(r"[A-Za-z0-9._-]+", r).group(0).lower()
-                   for r in PYPROJECT["project"]["optional-dependencies"]["testing"]}
-  optional = {"optzoo/strategies.py", "optzoo/pytest_plugin.py"}
-  undeclared = {m: where for m, where in imported.items() if m not in declared.values()
-                and not (m in testing_extra and all(w.split(":")[0] in optional for w in where))}
+  # an opt-in module (optzoo.strategies, optzoo.compare, ...) may import its own extra
+  extras = PYPROJECT["project"]["optional-dependencies"]
+
+  def optional(module, where):
+    return any(module in _import_names(extras[extra]).values()
+               and all(w.split(":")[0] in users for w in where)
+               for extra, users in EXTRA_USERS.items())
+
+  undeclared = {m: where for m, where in imported.items()
+                if m not in declared.values() and not optional(m, where)}
   assert not undeclared, f"imported by optzoo/ but not a runtime dependency: {undeclared}"
   unused = sorted(d for d, m in declared.items() if m not in imported)
   assert not unused, f"runtime dependencies optzoo/ never imports: {unused}"

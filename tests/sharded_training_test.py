@@ -68,19 +68,24 @@ def test_every_registry_optimizer_sharded():
 
 def test_nothing_in_optzoo_assumes_one_host():
   """The optimizers never look at devices or processes (only the kit's sharding check builds a
-  mesh), so the same code runs on a global multi-host mesh."""
+  mesh), so the same code runs on a global multi-host mesh. One host callback is allowed:
+  MetaOptimize's traced ``init`` raises its base check's verdict from the values its probe
+  computed from constants (the same on every device and process; the two-process test below
+  runs it)."""
   import re  # noqa: PLC0415
 
   pattern = re.compile(r"\bjax\.(devices|local_devices|device_count|local_device_count|"
                        r"device_get|device_put|process_index|process_count|pure_callback|"
                        r"experimental\.io_callback|debug\.callback)\b")
+  allowed = {("metaoptimize.py", "jax.debug.callback(functools.partial(_raise_verdict,")}
   offenders = []
   for path in sorted((REPO / "optzoo").rglob("*.py")):
     if path.name in ("testing.py", "pytest_plugin.py", "strategies.py", "registry.py",
-                     "sweep.py"):
+                     "sweep.py", "compare.py", "workloads.py"):
       continue  # test and benchmark tooling (it measures on this host), not training code
     for i, line in enumerate(path.read_text().splitlines(), 1):
-      if pattern.search(line):
+      if pattern.search(line) and not any(path.name == name and line.strip().startswith(code)
+                                          for name, code in allowed):
         offenders.append(f"{path.relative_to(REPO)}:{i}: {line.strip()}")
   assert not offenders, offenders
 
@@ -98,7 +103,7 @@ def test_two_processes_share_one_global_mesh():
   env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
   procs = [subprocess.Popen(
       [sys.executable, str(EXAMPLE), "--distributed", "--coordinator", f"localhost:{port}",
-       "--num-processes", "2", "--process-id", str(i), "--only", "lion", "lanton"],
+       "--num-processes", "2", "--process-id", str(i), "--only", "lion", "metaoptimize", "lanton"],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
       for i in range(2)]
   outs = [p.communicate(timeout=900) for p in procs]
@@ -106,7 +111,7 @@ def test_two_processes_share_one_global_mesh():
     assert procs[i].returncode == 0, (out[-2000:], err[-3000:])
     rows = [json.loads(line.removeprefix("OPTZOO-SHARDED ")) for line in out.splitlines()
             if line.startswith("OPTZOO-SHARDED ")]
-    assert [r["name"] for r in rows] == ["lion", "lanton"], out
+    assert [r["name"] for r in rows] == ["lion", "metaoptimize", "lanton"], out
     for r in rows:
       assert r["sharding_errors"] == [] and r["equal"], r
     assert "mesh {'data': 2, 'fsdp': 4}" in out
