@@ -1,5 +1,5 @@
 """Long runs in the precision people train in: every registry optimizer trains the char-level
-transformer (common.charlm_workload) for ``--steps`` steps (default 5,000) twice, with float32
+transformer (workloads.charlm) for ``--steps`` steps (default 5,000) twice, with float32
 params and with bfloat16 params (float32 state where the optimizer has a ``mu_dtype`` option).
 
 Each run uses the entry's toy settings with its learning rate on the budget rule's warmup +
@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 import common
-from optzoo import registry, training
+from optzoo import registry, training, workloads
 
 QUICK = ("metaoptimize", "lanton")  # the two whose bounds are watched
 TOLERANCE = 0.05  # bf16 final validation loss within 5% of f32's
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
   names = QUICK if args.quick else (args.only or registry.names())
   chunk = min(250, steps)
   steps = -(-steps // chunk) * chunk
-  wl = common.charlm_workload(steps)
+  wl = workloads.charlm(steps, eval_every=chunk)
   t0 = time.perf_counter()
   rows, curves = [], {}
   for name in names:

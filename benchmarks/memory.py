@@ -93,7 +93,7 @@ def microadam_peak(n_params: int) -> float:
 
 
 def char_transformer(layers: int, width: int, seq: int, vocab: int = 128, heads: int = 8):
-  """The leaderboard's char-level LM (``common.charlm_workload``: embedding + learned
+  """The leaderboard's char-level LM (``workloads.charlm``: embedding + learned
   positions, pre-norm blocks of causal attention and a 4x GELU MLP, final LayerNorm, untied
   head) with ``layers`` blocks: ``(loss(params, windows), abstract params)``."""
   from flax import nnx  # noqa: PLC0415
@@ -208,7 +208,7 @@ def table_lines(rows: list[dict], n: int, micro_100m: float | None = None,
         "",
         "## A whole training step",
         "",
-        f"The leaderboard's character-level transformer (`common.charlm_workload`'s model) with "
+        f"The leaderboard's character-level transformer (`workloads.charlm`'s model) with "
         f"{step_shape['layers']} blocks, width {step_shape['width']}, sequence "
         f"{step_shape['seq']}, batch {step_shape['batch']}: {step_shape['n']:,} float32 "
         "parameters. One jitted `value_and_grad` + `tx.update` + `optax.apply_updates`, params "

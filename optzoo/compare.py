@@ -72,7 +72,7 @@ from optzoo._src.base.memory import bytes_per_param as _bytes_per_param
 from optzoo.workloads import Workload
 
 __all__ = ["Contestant", "NotIdentical", "Result", "Workload", "compare", "contestant",
-           "lr_grid", "machine_name", "main", "ranks", "schedule"]
+           "lr_grid", "machine_name", "main", "ranks", "schedule", "steps_to"]
 
 #: the default step-size grid: GRID_SIZE points, log-spaced from GRID_LOW to GRID_HIGH
 GRID_LOW, GRID_HIGH, GRID_SIZE = 1e-4, 1.0, 7
@@ -450,7 +450,9 @@ def ranks(means: Mapping[str, float], stds: Mapping[str, float]) -> dict[str, in
   return out
 
 
-def _steps_to(curve: np.ndarray, steps: np.ndarray, target: float) -> int | None:
+def steps_to(curve: np.ndarray, steps: np.ndarray, target: float) -> int | None:
+  """The first of ``steps`` at which ``curve`` is at or below ``target`` (None: never; NaN
+  counts as not reached)."""
   hit = np.nonzero(np.nan_to_num(curve, nan=np.inf) <= target)[0]
   return int(steps[hit[0]]) if hit.size else None
 
@@ -478,7 +480,7 @@ def _summarise(rows: dict, w: Workload, reference: str | None) -> float | None:
       target = max(target, FLOOR)
   for r in ran.values():
     steps = np.asarray(r["eval_steps"])
-    per_seed = ([_steps_to(cv, steps, target) for cv in r["evals"]["loss"]]
+    per_seed = ([steps_to(cv, steps, target) for cv in r["evals"]["loss"]]
                 if target is not None else [])
     r["steps_to_target"] = per_seed
     hit = [s for s in per_seed if s is not None]

@@ -12,7 +12,6 @@ import numpy as np
 import optax
 import pytest
 
-import optzoo
 from optzoo import metaoptimize, metaoptimize_learning_rates, objectives
 
 from helpers import CountCompiles

@@ -10,7 +10,7 @@ import pytest
 
 import optzoo
 from optzoo import compression as C
-from optzoo import objectives, registry, testing, training
+from optzoo import objectives, registry, training
 
 from helpers import with_standard_promotion
 

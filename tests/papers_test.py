@@ -15,7 +15,7 @@ pytestmark = pytest.mark.standard_promotion(
     "the paper scripts run optax's baselines and schedules (float ** int32)")
 
 
-sys.path.insert(0, str(PAPERS))  # as when a script runs; claims puts benchmarks/ before it
+sys.path.append(str(PAPERS))  # for claims (which puts benchmarks/ first)
 import claims  # noqa: E402
 
 

@@ -4,7 +4,7 @@ Part 1, the paper's 2-D illustration: Rosenbrock and Rastrigin, AdaHessian again
 with momentum 0.9, each tuned by the main job's protocol (``benchmarks/run.py``: 7-point
 step-size grid with warmup + cosine on seed 0, then the best point on 7 seeds). Part 2, the
 paper's image-classification claim at CPU scale: AdaHessian against tuned Adam on the main job's
-CNN on scikit-learn's digits (``common.digits_workload``), the same protocol.
+CNN on scikit-learn's digits (``workloads.digits``), the same protocol.
 
     python benchmarks/papers/adahessian.py [--quick]
 """
@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 import optzoo
+from optzoo import workloads
 
 TOY_STEPS, QUICK_TOY_STEPS = 1000, 60
 RASTRIGIN_START = (-2.0, 3.5)
@@ -35,7 +36,7 @@ def rastrigin(x, y):
   return 20.0 + x**2 - 10 * np.cos(2 * np.pi * x) + y**2 - 10 * np.cos(2 * np.pi * y)
 
 
-def rastrigin_workload(steps: int) -> common.Workload:
+def rastrigin_workload(steps: int) -> workloads.Workload:
   """2-D Rastrigin (global minimum 0 at the origin, a local minimum near every integer point)
   from ``RASTRIGIN_START``, full batch; ``eval_fn`` records the coordinates."""
 
@@ -48,8 +49,8 @@ def rastrigin_workload(steps: int) -> common.Workload:
   def eval_fn(p):
     return {"loss": loss(p), "x": p[0], "y": p[1]}
 
-  return common.Workload("rastrigin", f"2-D Rastrigin from {RASTRIGIN_START}", True, init, loss,
-                         None, eval_fn, "f - f*", steps, 1, {})
+  return workloads.Workload("rastrigin", init, loss, steps, None, eval_fn, 1,
+                            f"2-D Rastrigin from {RASTRIGIN_START}", "f - f*")
 
 
 def rosenbrock(x, y):
@@ -65,11 +66,11 @@ def main(argv=None):
   timer = claims.Timer()
   toy_steps = QUICK_TOY_STEPS if args.quick else TOY_STEPS
   grid = common.lr_grid(3 if args.quick else common.GRID_SIZE)
-  rosen = claims.tune_all(toy_contestants(), common.rosenbrock_workload(steps=toy_steps), grid)
+  rosen = claims.tune_all(toy_contestants(), workloads.rosenbrock(steps=toy_steps), grid)
   rast = claims.tune_all(toy_contestants(), rastrigin_workload(toy_steps), grid)
   # --quick skips AdaHessian on the CNN (its compilation alone is most of a minute here)
-  digits = (common.digits_workload(steps=20, eval_every=10) if args.quick
-            else common.digits_workload())
+  digits = (workloads.digits(steps=20, eval_every=10) if args.quick
+            else workloads.digits())
   cnn = claims.tune_all({"optax.adam": (optax.adam, {}, ()),
                          **({} if args.quick else
                             {"optzoo.adahessian": (optzoo.adahessian, {}, ("obj_fn",))})},

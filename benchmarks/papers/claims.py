@@ -26,10 +26,14 @@ import time
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
-if str(HERE.parent) not in sys.path:  # benchmarks/: common, run, krylov
-  sys.path.insert(0, str(HERE.parent))
+# benchmarks/ (common, run, krylov) ahead of this folder, whose krylov.py would shadow it
+while str(HERE.parent) in sys.path:
+  sys.path.remove(str(HERE.parent))
+sys.path.insert(0, str(HERE.parent))
 
 import common  # noqa: E402
+
+from optzoo import compare, workloads  # noqa: E402
 
 #: the scripts, in the order of the collected file (cheapest first)
 PAPERS = ("avgrad", "microadam", "adahessian", "krylov", "metaoptimize", "lion", "mada", "lanton")
@@ -92,33 +96,30 @@ def parse(doc: str, argv=None) -> argparse.Namespace:
 
 
 # ----------------------------------------------------------------------------- tuning
-def tune(name: str, factory, workload: common.Workload, grid, hparams=None, extra_args=(),
-         lr_arg: str = "learning_rate", scheduled: bool = True) -> dict:
-  """The main job's protocol (``benchmarks/run.py``'s ``run_one``): the step size over ``grid``
-  on seed 0, then the best point on ``len(grid)`` fresh seeds, one compilation. Adds ``final``
-  (per seed), ``mean`` and ``std``."""
-  import run  # noqa: PLC0415
+def _compared(racers, workload: workloads.Workload, grid) -> dict:
+  """``optzoo.compare`` (the main job's protocol: the step size over ``grid`` on seed 0, then
+  the best point on ``len(grid)`` fresh seeds, one compilation) on ``racers``; its rows, each
+  with ``final`` (per seed), ``mean``, ``std`` and the tie rule's ``rank``."""
+  return compare.compare(workload, racers, np.asarray(grid), progress=False).rows
 
-  c = run.Contestant(name, "paper test", factory, lr_arg, scheduled, dict(hparams or {}),
-                     tuple(extra_args))
-  r = run.run_one(c, workload, np.asarray(grid))
-  final = np.asarray(r["evals"]["loss"])[:, -1]
-  r.update(final=final.tolist(), mean=float(np.mean(final)), std=float(np.std(final)))
-  return r
+
+def tune(name: str, factory, workload: workloads.Workload, grid, hparams=None, extra_args=(),
+         lr_arg: str = "learning_rate", scheduled: bool = True) -> dict:
+  """The protocol (:func:`_compared`) for one factory; its row."""
+  c = compare.Contestant(name, factory, lr_arg, scheduled, dict(hparams or {}),
+                         tuple(extra_args), note="paper test")
+  return _compared([c], workload, grid)[name]
 
 
 def ranks(rows: dict) -> dict:
   """The main job's tie rule on rows with ``mean`` and ``std``."""
-  import run  # noqa: PLC0415
-
-  return run.ranks({n: r["mean"] for n, r in rows.items()}, {n: r["std"] for n, r in rows.items()})
+  return compare.ranks({n: r["mean"] for n, r in rows.items()},
+                       {n: r["std"] for n, r in rows.items()})
 
 
 def steps_to(curves, steps, target) -> list:
   """Per seed, the first evaluated step at or below ``target`` (None: not reached)."""
-  import run  # noqa: PLC0415
-
-  return [run.steps_to(np.asarray(c), np.asarray(steps), target) for c in curves]
+  return [compare.steps_to(np.asarray(c), np.asarray(steps), target) for c in curves]
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -192,13 +193,11 @@ def collect(out) -> pathlib.Path:
   return common.write("papers.md", text, out)
 
 
-def tune_all(contestants: dict, workload: common.Workload, grid) -> dict:
-  """:func:`tune` for ``name -> (factory, hparams, extra_args)`` on one workload; adds the tie
-  rule's ``rank`` to each row."""
-  rows = {n: tune(n, f, workload, grid, h, e) for n, (f, h, e) in contestants.items()}
-  for n, r in ranks(rows).items():
-    rows[n]["rank"] = r
-  return rows
+def tune_all(contestants: dict, workload: workloads.Workload, grid) -> dict:
+  """The protocol (:func:`_compared`) for ``name -> (factory, hparams, extra_args)`` on one
+  workload, ranked together."""
+  return _compared({n: compare.Contestant(n, f, hparams=dict(h), extra_args=tuple(e))
+                    for n, (f, h, e) in contestants.items()}, workload, grid)
 
 
 def rows_table(rows: dict, metric: str, target=None) -> str:
@@ -237,21 +236,13 @@ def plot_trajectories(ax, rows: dict, title: str, f, box) -> None:
   ax.set_title(title, fontsize=8)
 
 
-def tune_contestants(names, workload: common.Workload, grid) -> dict:
+def tune_contestants(names, workload: workloads.Workload, grid) -> dict:
   """The main job's own contestants (``run.contestants()``, its settings and notes) by name,
-  tuned on ``workload`` by its protocol; rows as :func:`tune_all`'s."""
+  tuned on ``workload`` by its protocol, ranked together; rows as :func:`tune_all`'s."""
   import run  # noqa: PLC0415
 
   by_name = {c.name: c for c in run.contestants()}
-  rows = {}
-  for n in names:
-    r = run.run_one(by_name[n], workload, np.asarray(grid))
-    final = np.asarray(r["evals"]["loss"])[:, -1]
-    r.update(final=final.tolist(), mean=float(np.mean(final)), std=float(np.std(final)))
-    rows[n] = r
-  for n, rk in ranks(rows).items():
-    rows[n]["rank"] = rk
-  return rows
+  return _compared([by_name[n] for n in names], workload, grid)
 
 
 def plot_curves(ax, rows: dict, title: str, target=None) -> None:

@@ -3,7 +3,7 @@ the character-level transformer LM: steps to a target loss and final loss over 7
 
 All three are the main job's own contestants (``benchmarks/run.py``: ``optzoo.lanton`` at its
 defaults, ``optax.contrib.muon``, ``optax.adamw``), tuned by its protocol on its char-LM
-workload (``common.charlm_workload``: Python standard-library source, 300 steps): the step size
+workload (``workloads.charlm``: Python standard-library source, 300 steps): the step size
 over the 7-point grid with warmup + cosine on seed 0, the best point re-run on seeds 1..7, one
 compilation each. Target: 1.1x AdamW's mean final validation loss (the main job's target rule
 with AdamW as the reference).
@@ -17,14 +17,16 @@ import claims
 import common
 import numpy as np
 
+from optzoo import workloads
+
 NAMES = ("lanton", "optax.contrib.muon", "optax.adamw")
 
 
 def main(argv=None):
   args = claims.parse(__doc__, argv)
   timer = claims.Timer()
-  w = (common.charlm_workload(steps=20, eval_every=10) if args.quick
-       else common.charlm_workload())
+  w = (workloads.charlm(steps=20, eval_every=10) if args.quick
+       else workloads.charlm())
   grid = common.lr_grid(3 if args.quick else common.GRID_SIZE)
   names = NAMES[::2] if args.quick else NAMES  # --quick: LANTON and AdamW only
   rows = claims.tune_contestants(names, w, grid)

@@ -1,6 +1,6 @@
 """Lion (arXiv 2302.06675): the paper's tuning rules, and its margin over AdamW against batch size.
 
-Part 1: one ``optzoo.sweep`` compilation per optimizer over learning rate x weight decay (seed 0) on the main job's CNN on scikit-learn's digits (``common.digits_workload``, 300 steps,
+Part 1: one ``optzoo.sweep`` compilation per optimizer over learning rate x weight decay (seed 0) on the main job's CNN on scikit-learn's digits (``workloads.digits``, 300 steps,
 warmup + cosine): the paper says Lion's best learning rate is 3-10x below AdamW's and its best
 (decoupled) weight decay 3-10x above, so that lr x wd stays similar. Part 2: at each optimizer's
 best weight decay from part 1, the learning-rate grid x 2 seeds at batch sizes 16, 64 and 256
@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 import optzoo
-from optzoo import sweep
+from optzoo import sweep, workloads
 
 OPTIMIZERS = {"optzoo.lion": optzoo.lion, "optax.adamw": optax.adamw}
 # sized to the shared machine's load on the day (about a fifth of a core per job): the main
@@ -31,7 +31,7 @@ WD_GRID = np.logspace(-3, 0, 5)
 BATCHES = (16, 64, 256)
 
 
-def grid_sweep(factory, w: common.Workload, grid: dict, seeds) -> sweep.SweepResult:
+def grid_sweep(factory, w: workloads.Workload, grid: dict, seeds) -> sweep.SweepResult:
   return sweep.sweep(factory, w.loss, w.init, w.steps, grid=grid, seeds=seeds,
                      schedule=common.schedule(w.steps), batch_fn=w.batch_fn, eval_fn=w.eval_fn,
                      eval_every=w.steps)
@@ -52,7 +52,7 @@ def main(argv=None):
   batches = BATCHES[:1] if args.quick else BATCHES
   seeds2, seeds3 = ([0], [0]) if args.quick else ([0], [0, 1])
 
-  w = common.digits_workload(steps=steps, eval_every=steps)
+  w = workloads.digits(steps=steps, eval_every=steps)
   part1 = {n: grid_sweep(f, w, {"learning_rate": lr_grid, "weight_decay": wd_grid}, seeds2)
            for n, f in OPTIMIZERS.items()}
   best1 = {n: best(r) for n, r in part1.items()}
@@ -62,7 +62,7 @@ def main(argv=None):
 
   part2 = {}
   for b in batches:
-    wb = common.digits_workload(steps=steps, batch=b, eval_every=steps)
+    wb = workloads.digits(steps=steps, batch=b, eval_every=steps)
     for n, f in OPTIMIZERS.items():
       wd = best1[n][0]["weight_decay"]
       res = sweep.sweep(f, wb.loss, wb.init, steps, grid={"learning_rate": lr_grid},

@@ -4,7 +4,7 @@ coefficients over training, and its robustness to the initial betas.
 Part 1: ``optzoo.mada`` (the main job's contestant: paper defaults, all six coefficients learned
 from b1 0.9, b2 0.95 at the Adam corner) and ``optax.adam``, tuned by the main job's protocol
 (``benchmarks/run.py``: 7-point step-size grid with warmup + cosine on seed 0, the best point on
-seeds 1..7, one compilation each) on the main job's char-LM (``common.charlm_workload``) widened
+seeds 1..7, one compilation each) on the main job's char-LM (``workloads.charlm``) widened
 to ``WIDTH``; then MADA's best point again on seeds 1..3 recording its coefficients. The initial-beta
 robustness study (``benchmarks/robustness_mada.py``) is not re-run: see the section's text.
 
@@ -18,7 +18,7 @@ import common
 import numpy as np
 
 import optzoo
-from optzoo import sweep
+from optzoo import sweep, workloads
 
 #: the widest char-LM the 2-4 minute budget allows on the shared 2-core machine (1 block; the
 #: main job's is width 32). The issue asks for >= 1M parameters (width ~290): from the main
@@ -31,9 +31,9 @@ def main(argv=None):
   args = claims.parse(__doc__, argv)
   timer = claims.Timer()
   if args.quick:
-    w = common.charlm_workload(steps=20, eval_every=10, width=16)
+    w = workloads.charlm(steps=20, eval_every=10, width=16)
   else:
-    w = common.charlm_workload(width=WIDTH, heads=2)
+    w = workloads.charlm(width=WIDTH, heads=2)
   grid = common.lr_grid(3 if args.quick else common.GRID_SIZE)
   rows = claims.tune_contestants(("mada", "optax.adam"), w, grid)
   seeds = [1] if args.quick else [1, 2, 3]

@@ -2,7 +2,7 @@
 AdamW reaches the loss of the best hand-tuned fixed step size and schedule.
 
 Data: scikit-learn's digits (8x8 images as 64 features in [0, 1]), the main job's split (1,437
-train / 360 validation, ``common.digits_workload``'s); model: optzoo's two-hidden-layer MLP
+train / 360 validation, ``workloads.digits``'s); model: optzoo's two-hidden-layer MLP
 (``objectives.mlp_model``, width 64, 10 classes); minibatches of 64; validation loss after the
 budget. Hand-tuned AdamW (weight decay 1e-4, optax's default): its step size over the main job's
 grid, once constant and once with the warmup + cosine schedule, best point on seed 0 re-run on 7
@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 import optzoo
-from optzoo import objectives, sweep
+from optzoo import objectives, sweep, workloads
 
 # Lion's meta-update moves log(step size) by at most the meta step (1e-3) per step, so reaching
 # 10^4 (ln = 9.2) takes >= 9,200 steps: the budget was raised from 1,000 to 10,000 for that
@@ -34,7 +34,7 @@ WIDTH, BATCH, WD = 32, 64, 1e-4  # width 32: objectives.mlp_model's default
 FACTORS = (1e-4, 1e-2, 1e2)
 
 
-def mlp_digits_workload(steps: int, eval_every: int) -> common.Workload:
+def mlp_digits_workload(steps: int, eval_every: int) -> workloads.Workload:
   """Digits as 64 features, the main job's split, optzoo's MLP (``objectives.mlp_model``)."""
   from sklearn.datasets import load_digits  # noqa: PLC0415
 
@@ -64,9 +64,9 @@ def mlp_digits_workload(steps: int, eval_every: int) -> common.Workload:
     return {"loss": optax.softmax_cross_entropy_with_integer_labels(out, yv).mean(),
             "accuracy": jnp.mean(jnp.argmax(out, -1) == yv)}
 
-  return common.Workload("digits_mlp", f"MLP 64-{WIDTH}-{WIDTH}-10 on digits, batch {BATCH}",
-                         False, init, loss, batch_fn, eval_fn, "validation loss", steps,
-                         eval_every)
+  return workloads.Workload("digits_mlp", init, loss, steps, batch_fn, eval_fn, eval_every,
+                            f"MLP 64-{WIDTH}-{WIDTH}-10 on digits, batch {BATCH}",
+                            "validation loss")
 
 
 def main(argv=None):

@@ -18,6 +18,7 @@ import common
 import optax
 
 import optzoo
+from optzoo import workloads
 
 STEPS, QUICK_STEPS = 2000, 100
 #: MicroAdam's settings here: k = 1 of the 2 coordinates (the figure's Top-k), window m = 10
@@ -45,7 +46,7 @@ def main(argv=None):
   args = claims.parse(__doc__, argv)
   timer = claims.Timer()
   steps = QUICK_STEPS if args.quick else STEPS
-  w = common.rosenbrock_workload(steps=steps)
+  w = workloads.rosenbrock(steps=steps)
   grid = common.lr_grid(3 if args.quick else common.GRID_SIZE)
   rows = claims.tune_all(contestants(), w, grid)
   fig, ax = common.pyplot().subplots(figsize=(6.5, 5))
