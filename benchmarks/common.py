@@ -120,3 +120,24 @@ def mlp_problem(batch: int = 128, width: int = 1024, depth: int = 3, in_features
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   return xs, ys, params, loss_fn
+
+
+def transformer_block(width: int, heads: int, rngs):
+  """One pre-norm transformer block (flax.nnx), the leaderboard char-LM's
+  (``optzoo.workloads.charlm``): causal ``MultiHeadAttention`` and a 4x GELU MLP, each behind a
+  LayerNorm and a residual. Called as ``block(h, mask)``."""
+  from flax import nnx  # noqa: PLC0415
+
+  class Block(nnx.Module):
+    def __init__(self, rngs):
+      self.ln1, self.ln2 = nnx.LayerNorm(width, rngs=rngs), nnx.LayerNorm(width, rngs=rngs)
+      self.attn = nnx.MultiHeadAttention(num_heads=heads, in_features=width, decode=False,
+                                         rngs=rngs)
+      self.up = nnx.Linear(width, 4 * width, rngs=rngs)
+      self.down = nnx.Linear(4 * width, width, rngs=rngs)
+
+    def __call__(self, h, mask):
+      h = h + self.attn(self.ln1(h), mask=mask)
+      return h + self.down(jax.nn.gelu(self.up(self.ln2(h))))
+
+  return Block(rngs)

@@ -151,28 +151,17 @@ def bandwidth_rows(n_params: int, pairs: int) -> list[str]:
 def _transformer(width: int, layers: int, heads: int, vocab: int):
   from flax import nnx  # noqa: PLC0415
 
-  class Block(nnx.Module):
-    def __init__(self, rngs):
-      self.ln1, self.ln2 = nnx.LayerNorm(width, rngs=rngs), nnx.LayerNorm(width, rngs=rngs)
-      self.attn = nnx.MultiHeadAttention(num_heads=heads, in_features=width, decode=False,
-                                         rngs=rngs)
-      self.up = nnx.Linear(width, 4 * width, rngs=rngs)
-      self.down = nnx.Linear(4 * width, width, rngs=rngs)
-
-    def __call__(self, x):
-      x = x + self.attn(self.ln1(x), mask=nnx.make_causal_mask(jnp.zeros(x.shape[:2])))
-      return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
-
   class LM(nnx.Module):
     def __init__(self, rngs):
       self.embed = nnx.Embed(vocab, width, rngs=rngs)
-      self.blocks = nnx.List([Block(rngs) for _ in range(layers)])
+      self.blocks = nnx.List([common.transformer_block(width, heads, rngs)
+                              for _ in range(layers)])
       self.ln = nnx.LayerNorm(width, rngs=rngs)
 
     def __call__(self, tokens):
-      x = self.embed(tokens)
+      x, mask = self.embed(tokens), nnx.make_causal_mask(tokens)
       for b in self.blocks:
-        x = b(x)
+        x = b(x, mask)
       return self.embed.attend(self.ln(x))
 
   return LM(nnx.Rngs(0))

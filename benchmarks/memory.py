@@ -98,23 +98,12 @@ def char_transformer(layers: int, width: int, seq: int, vocab: int = 128, heads:
   head) with ``layers`` blocks: ``(loss(params, windows), abstract params)``."""
   from flax import nnx  # noqa: PLC0415
 
-  class Block(nnx.Module):
-    def __init__(self, rngs):
-      self.ln1, self.ln2 = nnx.LayerNorm(width, rngs=rngs), nnx.LayerNorm(width, rngs=rngs)
-      self.attn = nnx.MultiHeadAttention(num_heads=heads, in_features=width, decode=False,
-                                         rngs=rngs)
-      self.up = nnx.Linear(width, 4 * width, rngs=rngs)
-      self.down = nnx.Linear(4 * width, width, rngs=rngs)
-
-    def __call__(self, h, mask):
-      h = h + self.attn(self.ln1(h), mask=mask)
-      return h + self.down(jax.nn.gelu(self.up(self.ln2(h))))
-
   class CharLM(nnx.Module):
     def __init__(self, rngs):
       self.embed = nnx.Embed(vocab, width, rngs=rngs)
       self.pos = nnx.Param(jnp.zeros((seq, width)))
-      self.blocks = nnx.List([Block(rngs) for _ in range(layers)])
+      self.blocks = nnx.List([common.transformer_block(width, heads, rngs)
+                              for _ in range(layers)])
       self.ln_f = nnx.LayerNorm(width, rngs=rngs)
       self.head = nnx.Linear(width, vocab, rngs=rngs)
 

@@ -6,6 +6,7 @@ import pathlib
 import sys
 import time
 
+import claims  # benchmarks/papers/ is on pytest's pythonpath, after benchmarks/
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -13,10 +14,6 @@ PAPERS = ROOT / "benchmarks" / "papers"
 
 pytestmark = pytest.mark.standard_promotion(
     "the paper scripts run optax's baselines and schedules (float ** int32)")
-
-
-sys.path.append(str(PAPERS))  # for claims (which puts benchmarks/ first)
-import claims  # noqa: E402
 
 
 def _load(name):
