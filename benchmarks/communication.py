@@ -223,12 +223,7 @@ def _mlp_loss(params, _frozen, batch):
 
 def _step(tx, loss_fn, extra_args, params, state, frozen, batch):
   """The example's training step, for a loss ``loss_fn(params, frozen, batch)``."""
-  def loss(p):
-    return loss_fn(p, frozen, batch)
-
-  value, grads = jax.value_and_grad(loss)(params)
-  u, state = tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, value))
-  return optax.apply_updates(params, u), state, value
+  return training.step(tx, lambda p: loss_fn(p, frozen, batch), params, state, extra_args)
 
 
 def big_problem(mesh, ex) -> BigProblem:

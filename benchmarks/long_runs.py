@@ -77,7 +77,7 @@ def train(entry, wl, dtype, steps, chunk=250):
       return wl.loss(q, batch)
 
     value, grads = jax.value_and_grad(loss)(p)
-    u, s = tx.update(grads, s, p, **training.extra_kwargs(entry.extra_args, loss, loss(p)))
+    u, s = tx.update(grads, s, p, **training.extra_kwargs(entry.extra_args, loss, value))
     return (optax.apply_updates(p, u), s), (value.astype(jnp.float32), _watch(s))
 
   @jax.jit

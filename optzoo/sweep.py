@@ -82,8 +82,6 @@ from optzoo import training
 
 __all__ = ["CompiledSweep", "SweepResult", "compile_sweep", "sweep"]
 
-_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-
 
 @dataclasses.dataclass(frozen=True)
 class SweepResult:
@@ -161,24 +159,6 @@ def _injectable(factory: Callable, fixed: Mapping[str, Any], names: Sequence[str
   inner.__signature__ = inspect.Signature(
       [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in names])
   return inner
-
-
-class _CompileCounter:
-  """Counts XLA backend compilations while active (a ``jax.monitoring`` listener)."""
-
-  def __init__(self):
-    self.count = 0
-
-  def _listen(self, event, *_args, **_kwargs):
-    if event == _COMPILE_EVENT:
-      self.count += 1
-
-  def __enter__(self):
-    jax.monitoring.register_event_duration_secs_listener(self._listen)
-    return self
-
-  def __exit__(self, *exc):
-    jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
 def _as_mesh(mesh: Any) -> jax.sharding.Mesh:
@@ -312,7 +292,7 @@ class CompiledSweep:
       vals[n] = v
     seed_arr = np.broadcast_to(np.asarray(seeds), (g, s)).astype(np.uint32)
     args = (vals, seed_arr) if self._spread is None else self._spread.inputs(vals, seed_arr)
-    with _CompileCounter() as counter:
+    with training.CompileCounter() as counter:
       t0 = time.perf_counter()
       out = jax.block_until_ready(self._compiled(*args, self._init_tree))
       run_seconds = time.perf_counter() - t0
@@ -437,7 +417,7 @@ def compile_sweep(
 
   # one device: points (G,), seeds (G, S); on a mesh: both flat (see _Spread)
   spread = None if mesh is None else _Spread(_as_mesh(mesh), g * s)
-  with _CompileCounter() as counter:
+  with training.CompileCounter() as counter:
     t0 = time.perf_counter()
     lowered, init_tree = _lowered(one_run, spread, (g, s), dtypes,
                                   None if init_is_fn else init_params)

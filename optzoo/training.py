@@ -18,7 +18,36 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["extra_kwargs", "optimize", "optimize_fn", "step"]
+__all__ = ["CompileCounter", "extra_kwargs", "optimize", "optimize_fn", "step"]
+
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+class CompileCounter:
+  """Counts XLA backend compilations inside a ``with`` block (a ``jax.monitoring`` listener):
+  the check that a training loop, a sweep or a second ``update`` compiles nothing new.
+
+  >>> import jax, jax.numpy as jnp
+  >>> f, x, y = jax.jit(lambda x: x * 2), jnp.ones(3), jnp.ones(4)
+  >>> with CompileCounter() as c:
+  ...   _ = f(x), f(x), f(y)
+  >>> c.count  # one program per input shape
+  2
+  """
+
+  def __init__(self):
+    self.count = 0
+
+  def _listen(self, event, *_args, **_kwargs):
+    if event == _COMPILE_EVENT:
+      self.count += 1
+
+  def __enter__(self):
+    jax.monitoring.register_event_duration_secs_listener(self._listen)
+    return self
+
+  def __exit__(self, *exc):
+    jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
 def extra_kwargs(extra_args: Sequence[str], loss: Callable, value: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The long fuzz profile: tests/fuzzing.py's properties over every registry optimizer, for as
+"""The long fuzz profile: scripts/fuzzing.py's properties over every registry optimizer, for as
 many examples as fit in a time budget (or up to ``--examples`` per optimizer).
 
     python scripts/fuzz.py --seconds 600                 # every optimizer, 600 s each at most
@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import pathlib
 import sys
 import time
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 
 
 def fuzz(name: str, seconds: float, max_examples: int, x64: bool, batch: int = 10) -> dict:

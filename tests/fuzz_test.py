@@ -1,4 +1,4 @@
-"""The registry fuzz suite, fast profile: tests/fuzzing.py's properties (no exception but the
+"""The registry fuzz suite, fast profile: scripts/fuzzing.py's properties (no exception but the
 documented clear errors, finite updates, a stable state signature, jitted = eager to the dtype's
 tolerance, bitwise-repeatable runs, the dtype policy) on a few drawn examples per optimizer
 (derandomized, so CI draws the same ones), plus the failures the long profile found, kept as

@@ -71,30 +71,9 @@ def jitted_step(tx: optax.GradientTransformation, loss: Callable, extra_args=())
   from optzoo import training  # noqa: PLC0415
 
   def step(params, state):
-    grads = jax.grad(loss)(params)
-    updates, state = tx.update(grads, state, params,
-                               **training.extra_kwargs(extra_args, loss, loss(params)))
-    return optax.apply_updates(params, updates), state
+    return training.step(tx, loss, params, state, extra_args)[:2]
 
   return jax.jit(step)
-
-
-class CountCompiles:
-  """Counts XLA compilations (JAX's compile events) inside a ``with`` block."""
-
-  def __init__(self):
-    self.n = 0
-
-  def __call__(self, event, *_, **__):
-    if event == "/jax/core/compile/backend_compile_duration":
-      self.n += 1
-
-  def __enter__(self):
-    jax.monitoring.register_event_duration_secs_listener(self)
-    return self
-
-  def __exit__(self, *exc):
-    jax.monitoring.unregister_event_duration_listener(self)
 
 
 class Run(NamedTuple):

@@ -14,6 +14,7 @@ from jax.flatten_util import ravel_pytree
 from optzoo import objectives
 from optzoo import krylov_cubic_newton, krylov_cubic_newton_minimize, scale_by_krylov_cubic_newton
 from optzoo.curvature import solve_cubic_subproblem
+from optzoo.training import CompileCounter
 
 from helpers import run
 
@@ -256,24 +257,6 @@ def test_minimize_logistic():
 
 
 # ----------------------------------------------------------------------------- eager calls
-class _CompileCounter:
-  """Counts XLA backend compilations (jax.monitoring) while active."""
-
-  EVENT = "/jax/core/compile/backend_compile_duration"
-
-  def __init__(self):
-    self.count, self.active = 0, False
-    jax.monitoring.register_event_duration_secs_listener(self._listen)
-
-  def _listen(self, event, duration, **kwargs):
-    del duration, kwargs
-    if self.active and event == self.EVENT:
-      self.count += 1
-
-
-_COUNTER = _CompileCounter()
-
-
 def _batches(n):
   rng = np.random.default_rng(0)
   return [(jnp.asarray(rng.normal(size=(16, 3)), jnp.float32),
@@ -296,14 +279,11 @@ def test_eager_calls_with_a_fresh_closure_do_not_recompile(factory):
   per_step = []
   for batch in _batches(5):
     g = grad_fn(params, batch)
-    _COUNTER.count, _COUNTER.active = 0, True
-    try:
+    with CompileCounter() as counter:
       updates, state = tx.update(g, state, params, obj_fn=lambda p, batch=batch: _logistic(p, batch))
       params = optax.apply_updates(params, updates)
       jax.block_until_ready(params)
-    finally:
-      _COUNTER.active = False
-    per_step.append(_COUNTER.count)
+    per_step.append(counter.count)
   assert per_step[0] >= 1 and per_step[1:] == [0, 0, 0, 0], per_step
 
 

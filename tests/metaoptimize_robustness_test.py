@@ -13,8 +13,7 @@ import optax
 import pytest
 
 from optzoo import metaoptimize, metaoptimize_learning_rates, objectives
-
-from helpers import CountCompiles
+from optzoo.training import CompileCounter
 
 # every test here runs optax code that strict promotion refuses
 pytestmark = pytest.mark.standard_promotion(
@@ -84,12 +83,12 @@ def test_the_probe_is_one_program_cached_per_base_and_shapes():
   base = optax.scale_by_adam()
   counts = []
   for _ in range(2):
-    with CountCompiles() as c:
+    with CompileCounter() as c:
       metaoptimize(base, 1e-3, check_base=True).init(PARAMS)
-    counts.append(c.n)
-  with CountCompiles() as c:
+    counts.append(c.count)
+  with CompileCounter() as c:
     jax.block_until_ready(jax.jit(metaoptimize(optax.scale_by_adam(), 1e-3).init)(PARAMS))
-  assert counts[1] == 0 and c.n == 1, (counts, c.n)
+  assert counts[1] == 0 and c.count == 1, (counts, c.count)
 
 
 @pytest.mark.parametrize("base,params", [

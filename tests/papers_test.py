@@ -17,7 +17,7 @@ pytestmark = pytest.mark.standard_promotion(
 
 
 def _load(name):
-  """A script as a module named papers_<name> (benchmarks/krylov.py is another 'krylov')."""
+  """A script as a module named papers_<name> (the names stay apart from optzoo's and the benchmarks')."""
   spec = importlib.util.spec_from_file_location(f"papers_{name}", PAPERS / f"{name}.py")
   mod = importlib.util.module_from_spec(spec)
   sys.modules[spec.name] = mod

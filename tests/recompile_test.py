@@ -14,8 +14,9 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import CountCompiles, jitted_step, scheduled_optimizer, small_problem
+from helpers import jitted_step, scheduled_optimizer, small_problem
 from optzoo import registry
+from optzoo.training import CompileCounter
 
 STEPS = 1_000
 pytestmark = pytest.mark.standard_promotion(
@@ -31,12 +32,12 @@ def test_no_compilation_after_the_first_step(name):
   step = jitted_step(tx, loss, entry.extra_args)
   state = tx.init(params)
   params, state = step(params, state)
-  with CountCompiles() as later:
+  with CompileCounter() as later:
     for _ in range(STEPS - 1):
       params, state = step(params, state)
     again = tx.init(params)
     jax.block_until_ready((params, state, again))
-  assert later.n == 0, f"{later.n} compilations after the first step"
+  assert later.count == 0, f"{later.count} compilations after the first step"
   assert step._cache_size() == 1, "the step was traced again"  # noqa: SLF001
   assert int(state.count) == STEPS  # inject_hyperparams' step count
   assert all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree.leaves(params))

@@ -8,8 +8,7 @@ import pytest
 
 import optzoo
 from optzoo import registry, sweep
-
-from helpers import CountCompiles
+from optzoo.training import CompileCounter
 
 # every test here runs optax code that strict promotion refuses
 pytestmark = pytest.mark.standard_promotion(
@@ -67,10 +66,10 @@ def plain_run(tx, seed, extra_args=(), steps=STEPS, minibatch=True):
 
 def test_a_whole_grid_and_its_seeds_is_one_compilation():
   grid = {"learning_rate": [1e-3, 1e-2, 1e-1], "b1": [0.8, 0.9]}
-  with CountCompiles() as c:
+  with CompileCounter() as c:
     res = sweep.sweep(optax.adam, loss, init, STEPS, grid=grid, seeds=3, schedule=SCHED,
                       batch_fn=batch_fn, eval_fn=full_loss, eval_every=8)
-  assert c.n == 1 and res.compilations == 1
+  assert c.count == 1 and res.compilations == 1
   assert res.losses.shape == (6, 3, STEPS)
   assert res.evals["loss"].shape == (6, 3, STEPS // 8 + 1)
   assert res.eval_steps.tolist() == [0, 8, 16, 24]
@@ -78,10 +77,10 @@ def test_a_whole_grid_and_its_seeds_is_one_compilation():
   assert res.points["b1"].tolist() == pytest.approx([0.8, 0.9] * 3)
   assert res.seeds.tolist() == [[0, 1, 2]] * 6
   # a sweep over new values of the same shape reuses nothing of the old closure: one more
-  with CountCompiles() as c:
+  with CompileCounter() as c:
     sweep.sweep(optax.adam, loss, init, STEPS, grid={"learning_rate": [3e-3, 3e-2]}, seeds=2,
                 batch_fn=batch_fn)
-  assert c.n == 1
+  assert c.count == 1
 
 
 def test_a_compiled_sweep_runs_new_values_without_compiling():
@@ -89,9 +88,9 @@ def test_a_compiled_sweep_runs_new_values_without_compiling():
                              shape=(3, 1), batch_fn=batch_fn, eval_fn=full_loss)
   assert prog.compilations == 1
   first = prog.run({"learning_rate": [1e-3, 1e-2, 1e-1]}, [[0], [0], [0]])
-  with CountCompiles() as c:
+  with CompileCounter() as c:
     again = prog.run({"learning_rate": [1e-2] * 3}, [[1], [2], [3]])
-  assert c.n == 0 and again.compilations == 0
+  assert c.count == 0 and again.compilations == 0
   # the best point, re-run on fresh seeds: point 1 with seed 0 is the first run's point 1
   same = prog.run({"learning_rate": [1e-2] * 3}, [[0], [1], [2]])
   np.testing.assert_array_equal(same.losses[0], first.losses[1])
@@ -203,9 +202,9 @@ def test_every_registry_optimizer_sweeps_in_one_compilation(name):
   hparams = {k: v for k, v in entry.toy_kwargs.items() if k != entry.lr_arg}
   grid = {entry.lr_arg: [1e-3, 1e-2, 1e-1]} if entry.lr_arg else None
   full_batch = entry.full_batch_only
-  with CountCompiles() as c:
+  with CompileCounter() as c:
     res = sweep.sweep(entry, mlp_loss if not full_batch else lambda p: mlp_loss(p, (X, Y)),
                       mlp_init, 6, grid=grid, hparams=hparams, seeds=2,
                       batch_fn=None if full_batch else batch_fn)
-  assert c.n == 1 and res.compilations == 1, (name, c.n)
+  assert c.count == 1 and res.compilations == 1, (name, c.count)
   assert np.all(np.isfinite(res.losses)), name

@@ -26,10 +26,8 @@ import time
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
-# benchmarks/ (common, run, krylov) ahead of this folder, whose krylov.py would shadow it
-while str(HERE.parent) in sys.path:
-  sys.path.remove(str(HERE.parent))
-sys.path.insert(0, str(HERE.parent))
+if str(HERE.parent) not in sys.path:  # run as a script: benchmarks/ (common, cubic_newton)
+  sys.path.append(str(HERE.parent))
 
 import common  # noqa: E402
 

@@ -5,7 +5,7 @@ Data: scikit-learn's digits (1,797 images of 64 pixels, pixels standardized), li
 random-feature map to d = 5,000 features, ``cos(X W + b)`` with ``W ~ N(0, 1/64)`` and
 ``b ~ U[0, 2 pi)`` (seed 0), rows scaled to unit norm; label = the digit is odd. Objective:
 L2-regularised logistic loss (l2 = 1e-4), float64. Methods, all with the same adaptive-M
-backtracking (``benchmarks/krylov.py``'s steps, imported): optzoo's Krylov CRN (m = 10, the
+backtracking (``benchmarks/cubic_newton.py``'s steps, imported): optzoo's Krylov CRN (m = 10, the
 paper's), SSCN (cubic Newton on m random coordinates per step, m = 10 and m = 100) and full
 cubic Newton (dense Hessian). f* = the smallest value any method evaluated.
 
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import krylov as kr  # benchmarks/krylov.py: the SSCN and full cubic-Newton steps, the loop
+import cubic_newton as kr  # benchmarks/cubic_newton.py: the SSCN and full cubic-Newton steps, the loop
 import optzoo
 
 #: (d, with full cubic Newton): one full step at d = 5,000 (a dense Hessian and its

@@ -103,8 +103,22 @@ def _next_state(state, *, subspace_dim, dtype, M, lam, model, value, grad_norm, 
   )
 
 
-def _make_step(subspace_dim, *, shrink, grow, max_backtracks, min_M, max_M, reortho,
-               secular_iters, adaptive, breakdown_tol):
+class _Config(NamedTuple):
+  """The step's settings, validated (static ints as Python ints)."""
+
+  subspace_dim: int
+  shrink: Any
+  grow: Any
+  max_backtracks: int
+  min_M: Any
+  max_M: Any
+  reortho: str
+  secular_iters: int | None
+  adaptive: bool
+  breakdown_tol: float | None
+
+
+def _make_step(cfg: _Config):
   """The shared step: ``(obj_fn, params, grad or None, state) -> (updates, state, grad_flat)``."""
 
   def step(obj_fn, params, grad, state):
@@ -135,8 +149,8 @@ def _make_step(subspace_dim, *, shrink, grow, max_backtracks, min_M, max_M, reor
     def hvp(v):
       return flat(lin(unravel_w(v.astype(flat_w.dtype)))[1])
 
-    basis, tridiag = _curvature.lanczos(hvp, g, subspace_dim,
-                                       reortho=reortho, breakdown_tol=breakdown_tol)
+    basis, tridiag = _curvature.lanczos(hvp, g, cfg.subspace_dim,
+                                       reortho=cfg.reortho, breakdown_tol=cfg.breakdown_tol)
     theta, Q = jnp.linalg.eigh(tridiag)
     gamma = gnorm * Q[0, :]  # Q^T (V g) with V g = |g| e_1
 
@@ -148,20 +162,22 @@ def _make_step(subspace_dim, *, shrink, grow, max_backtracks, min_M, max_M, reor
       new_params = jax.tree.map(lambda p, u: (p + u).astype(p.dtype), params, step_tree)
       return step_tree, jnp.asarray(obj_fn(_widen(new_params, dtype)), dtype)
 
-    if adaptive:
+    if cfg.adaptive:
       step_tree, M, lam, model, accepted, num_bt = _curvature.backtrack_cubic_step(
-          theta, gamma, f, state.M, try_step, shrink=shrink, grow=grow,
-          max_backtracks=max_backtracks, min_M=min_M, max_M=max_M, secular_iters=secular_iters)
+          theta, gamma, f, state.M, try_step, shrink=cfg.shrink, grow=cfg.grow,
+          max_backtracks=cfg.max_backtracks, min_M=cfg.min_M, max_M=cfg.max_M,
+          secular_iters=cfg.secular_iters)
     else:
       M = state.M
-      y, lam, model = _curvature.solve_cubic_subproblem_diagonal(theta, gamma, M, secular_iters)
+      y, lam, model = _curvature.solve_cubic_subproblem_diagonal(theta, gamma, M,
+                                                                 cfg.secular_iters)
       step_tree = to_step(y)
       accepted = jnp.array(True)
       num_bt = jnp.zeros([], jnp.int32)
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     updates = jax.tree.map(lambda s, z: jnp.where(accepted, s, z), step_tree, zeros)
-    new_state = _next_state(state, subspace_dim=subspace_dim, dtype=dtype, M=M, lam=lam,
+    new_state = _next_state(state, subspace_dim=cfg.subspace_dim, dtype=dtype, M=M, lam=lam,
                             model=model, value=f, grad_norm=gnorm, num_backtracks=num_bt,
                             accepted=accepted)
     return updates, new_state, g
@@ -214,8 +230,8 @@ def _is_traced(*trees_) -> bool:
 
 
 def _check_args(*, subspace_dim, init_M, shrink, grow, max_backtracks, min_M, max_M, reortho,
-                secular_iters, adaptive, breakdown_tol) -> dict[str, Any]:
-  """Validates the arguments; returns the step's settings (static ints as Python ints)."""
+                secular_iters, adaptive, breakdown_tol) -> _Config:
+  """Validates the arguments; returns the step's settings."""
   subspace_dim = checks.check_int("subspace_dim", subspace_dim, 1)
   max_backtracks = checks.check_int("max_backtracks", max_backtracks, 1)
   if secular_iters is not None:
@@ -232,9 +248,9 @@ def _check_args(*, subspace_dim, init_M, shrink, grow, max_backtracks, min_M, ma
     raise ValueError(f"min_M={min_M!r} must not exceed max_M={max_M!r}.")
   if breakdown_tol is not None:
     checks.check_range("breakdown_tol", breakdown_tol, 0.0)
-  return dict(subspace_dim=subspace_dim, shrink=shrink, grow=grow, max_backtracks=max_backtracks,
-              min_M=min_M, max_M=max_M, reortho=reortho, secular_iters=secular_iters,
-              adaptive=adaptive, breakdown_tol=breakdown_tol)
+  return _Config(subspace_dim=subspace_dim, shrink=shrink, grow=grow,
+                 max_backtracks=max_backtracks, min_M=min_M, max_M=max_M, reortho=reortho,
+                 secular_iters=secular_iters, adaptive=adaptive, breakdown_tol=breakdown_tol)
 
 
 def _init_state(params, init_M) -> ScaleByKrylovCubicNewtonState:
@@ -356,17 +372,18 @@ def scale_by_krylov_cubic_newton(
     Jiang et al., `Krylov Cubic Regularized Newton: A Subspace Second-Order Method with
     Dimension-Free Convergence Rate <https://arxiv.org/abs/2401.03058>`_, 2024
   """
-  settings = _check_args(
+  cfg = _check_args(
       subspace_dim=subspace_dim, init_M=init_M, shrink=shrink, grow=grow,
       max_backtracks=max_backtracks, min_M=min_M, max_M=max_M, reortho=reortho,
       secular_iters=secular_iters, adaptive=adaptive, breakdown_tol=breakdown_tol)
-  return _transform("scale_by_krylov_cubic_newton", init_M, settings)
+  return _transform("scale_by_krylov_cubic_newton", init_M, cfg)
 
 
-def _transform(who, init_M, settings, regularize=None) -> optax.GradientTransformationExtraArgs:
+def _transform(who, init_M, cfg: _Config,
+               regularize=None) -> optax.GradientTransformationExtraArgs:
   """The transformation; ``regularize(obj_fn, grads, params) -> (grads, obj_fn)`` (the
   alias's L2 term) is applied after the input checks."""
-  step = _make_step(**settings)
+  step = _make_step(cfg)
 
   def eager_step(objective, consts, params, grad, state):
     return step(objective.bind(consts), params, grad, state)
@@ -476,7 +493,7 @@ def krylov_cubic_newton(
     Dimension-Free Convergence Rate <https://arxiv.org/abs/2401.03058>`_, 2024
   """
   checks.check_range("weight_decay", weight_decay, 0.0)
-  settings = _check_args(
+  cfg = _check_args(
       subspace_dim=subspace_dim, init_M=init_M, shrink=shrink, grow=grow,
       max_backtracks=max_backtracks, min_M=min_M, max_M=max_M, reortho=reortho,
       secular_iters=secular_iters, adaptive=adaptive, breakdown_tol=breakdown_tol)
@@ -484,7 +501,7 @@ def krylov_cubic_newton(
   def regularize(obj_fn, updates, params):
     return _l2_regularized(obj_fn, updates, params, weight_decay, mask)
 
-  return _transform("krylov_cubic_newton", init_M, settings, regularize)
+  return _transform("krylov_cubic_newton", init_M, cfg, regularize)
 
 
 # ----------------------------------------------------------------------------- solver
@@ -520,7 +537,7 @@ def _solver_step(fun, subspace_dim, tol, kwargs):
   bound = inspect.signature(scale_by_krylov_cubic_newton).bind(subspace_dim=subspace_dim, **kwargs)
   bound.apply_defaults()
   tx = scale_by_krylov_cubic_newton(*bound.args, **bound.kwargs)
-  step = _make_step(**_check_args(**bound.arguments))
+  step = _make_step(_check_args(**bound.arguments))
 
   @jax.jit
   def jstep(x, state):

@@ -107,8 +107,8 @@ def _run(tx, params, loss, extra_args):
 
 
 def _step(tx, loss, extra_args, params, state):
-  grads = jax.grad(loss)(params)
-  u, state = tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, loss(params)))
+  value, grads = jax.value_and_grad(loss)(params)
+  u, state = tx.update(grads, state, params, **training.extra_kwargs(extra_args, loss, value))
   return optax.apply_updates(params, u), state, u
 
 
@@ -144,9 +144,9 @@ def check(ex: Example) -> str:
     if jnp.issubdtype(x.dtype, jnp.floating):
       assert jnp.dtype(x.dtype) in allowed, f"a state leaf {x.shape} is {x.dtype}, not {allowed}"
   # eager first update equals the jitted one to the dtype's tolerance
-  grads = jax.grad(loss)(params)
+  value, grads = jax.value_and_grad(loss)(params)
   u_eager, _ = tx.update(grads, states[0], params,
-                         **training.extra_kwargs(entry.extra_args, loss, loss(params)))
+                         **training.extra_kwargs(entry.extra_args, loss, value))
   for a, b, p in zip(jax.tree.leaves(u_eager), jax.tree.leaves(updates[0]), jax.tree.leaves(params)):
     assert _close(a, b, p.dtype), "eager and jitted updates differ beyond the dtype's tolerance"
   # a second run, from a fresh optimizer, is bitwise equal
