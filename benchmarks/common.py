@@ -93,23 +93,18 @@ def savefig(fig, name: str, out: str | os.PathLike = RESULTS, **kwargs) -> pathl
 
 # ----------------------------------------------------------------------------- problems
 def mlp_problem(batch: int = 128, width: int = 1024, depth: int = 3, in_features: int = 512):
-  """A Flax MLP ``in_features -> width x depth -> 10`` on one synthetic batch.
+  """The Flax MLP of ``objectives.mlp_model``, ``in_features -> width x depth -> 10``, on one
+  synthetic batch.
 
   Returns ``(xs, ys, params, loss_fn)`` with ``loss_fn(params, x, y)`` the mean softmax
   cross-entropy. The AdaHessian pairs of ``step_time.py`` time it; ``adahessian_flops.py``
   counts its flops.
   """
-  import flax.linen as nn  # noqa: PLC0415
   import optax  # noqa: PLC0415
 
-  class MLP(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-      for _ in range(depth):
-        x = nn.relu(nn.Dense(width)(x))
-      return nn.Dense(10)(x)
+  from optzoo import objectives  # noqa: PLC0415
 
-  model = MLP()
+  model = objectives.mlp_model(hidden=width, classes=10, depth=depth)
   kx, ky, kp = jax.random.split(jax.random.PRNGKey(0), 3)
   xs = jax.random.normal(kx, (batch, in_features))
   ys = jax.random.randint(ky, (batch,), 0, 10)
@@ -120,24 +115,3 @@ def mlp_problem(batch: int = 128, width: int = 1024, depth: int = 3, in_features
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   return xs, ys, params, loss_fn
-
-
-def transformer_block(width: int, heads: int, rngs):
-  """One pre-norm transformer block (flax.nnx), the leaderboard char-LM's
-  (``optzoo.workloads.charlm``): causal ``MultiHeadAttention`` and a 4x GELU MLP, each behind a
-  LayerNorm and a residual. Called as ``block(h, mask)``."""
-  from flax import nnx  # noqa: PLC0415
-
-  class Block(nnx.Module):
-    def __init__(self, rngs):
-      self.ln1, self.ln2 = nnx.LayerNorm(width, rngs=rngs), nnx.LayerNorm(width, rngs=rngs)
-      self.attn = nnx.MultiHeadAttention(num_heads=heads, in_features=width, decode=False,
-                                         rngs=rngs)
-      self.up = nnx.Linear(width, 4 * width, rngs=rngs)
-      self.down = nnx.Linear(4 * width, width, rngs=rngs)
-
-    def __call__(self, h, mask):
-      h = h + self.attn(self.ln1(h), mask=mask)
-      return h + self.down(jax.nn.gelu(self.up(self.ln2(h))))
-
-  return Block(rngs)

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import optzoo  # noqa: E402
-from optzoo import objectives, registry, sweep  # noqa: E402
+from optzoo import models, objectives, registry, sweep  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -148,30 +148,19 @@ def bandwidth_rows(n_params: int, pairs: int) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- 4. transformer
-def _transformer(width: int, layers: int, heads: int, vocab: int):
+def _transformer(width: int, layers: int, heads: int, vocab: int, seq: int):
+  """The leaderboard's char-level LM with ``layers`` blocks and a tied head."""
   from flax import nnx  # noqa: PLC0415
 
-  class LM(nnx.Module):
-    def __init__(self, rngs):
-      self.embed = nnx.Embed(vocab, width, rngs=rngs)
-      self.blocks = nnx.List([common.transformer_block(width, heads, rngs)
-                              for _ in range(layers)])
-      self.ln = nnx.LayerNorm(width, rngs=rngs)
-
-    def __call__(self, tokens):
-      x, mask = self.embed(tokens), nnx.make_causal_mask(tokens)
-      for b in self.blocks:
-        x = b(x, mask)
-      return self.embed.attend(self.ln(x))
-
-  return LM(nnx.Rngs(0))
+  return models.char_lm(nnx.Rngs(0), vocab=vocab, width=width, heads=heads, seq=seq,
+                        layers=layers, tied=True)
 
 
 def adahessian_rows(width: int, layers: int, seq: int, batch: int, pairs: int) -> list[str]:
   from flax import nnx  # noqa: PLC0415
 
   heads, vocab = max(width // 64, 1), 8192
-  model = _transformer(width, layers, heads, vocab)
+  model = _transformer(width, layers, heads, vocab, seq)
   graphdef, params = nnx.split(model, nnx.Param)
   n = sum(x.size for x in jax.tree.leaves(params))
   key = jax.random.PRNGKey(0)

@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 import optzoo
-from optzoo import objectives, registry
+from optzoo import models, objectives, registry
 
 #: optax optimizers measured beside the zoo.
 OPTAX = {
@@ -93,28 +93,15 @@ def microadam_peak(n_params: int) -> float:
 
 
 def char_transformer(layers: int, width: int, seq: int, vocab: int = 128, heads: int = 8):
-  """The leaderboard's char-level LM (``workloads.charlm``: embedding + learned
-  positions, pre-norm blocks of causal attention and a 4x GELU MLP, final LayerNorm, untied
-  head) with ``layers`` blocks: ``(loss(params, windows), abstract params)``."""
+  """The leaderboard's char-level LM with ``layers`` blocks (``optzoo.models.char_lm``):
+  ``(loss(params, windows), abstract params)``."""
   from flax import nnx  # noqa: PLC0415
 
-  class CharLM(nnx.Module):
-    def __init__(self, rngs):
-      self.embed = nnx.Embed(vocab, width, rngs=rngs)
-      self.pos = nnx.Param(jnp.zeros((seq, width)))
-      self.blocks = nnx.List([common.transformer_block(width, heads, rngs)
-                              for _ in range(layers)])
-      self.ln_f = nnx.LayerNorm(width, rngs=rngs)
-      self.head = nnx.Linear(width, vocab, rngs=rngs)
+  def build():
+    return models.char_lm(nnx.Rngs(0), vocab=vocab, width=width, heads=heads, seq=seq,
+                          layers=layers)
 
-    def __call__(self, toks):
-      h = self.embed(toks) + self.pos[...][None, : toks.shape[1]]
-      mask = nnx.make_causal_mask(toks)
-      for block in self.blocks:
-        h = block(h, mask)
-      return self.head(self.ln_f(h))
-
-  graphdef, params = nnx.split(nnx.eval_shape(lambda: CharLM(nnx.Rngs(0))), nnx.Param)
+  graphdef, params = nnx.split(nnx.eval_shape(build), nnx.Param)
 
   def loss(p, windows):
     logits = nnx.merge(graphdef, p)(windows[:, :-1])

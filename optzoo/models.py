@@ -111,23 +111,61 @@ def cnn(rngs):
   return CNN(rngs)
 
 
-def _block(rngs):
+def block(rngs, width: int, heads: int, mlp_ratio: int = 4):
+  """One pre-norm transformer block (``flax.nnx``): causal ``nnx.MultiHeadAttention`` and a GELU
+  MLP of ``mlp_ratio * width`` hidden units, each behind a ``LayerNorm`` and a residual.
+
+  Called as ``block(h, mask=None)`` on ``(batch, seq, width)``; ``mask`` defaults to the causal
+  mask. The block of every transformer here, of the leaderboard's char-level LM
+  (:func:`char_lm`) and of the benchmarks' larger LMs.
+  """
   from flax import nnx  # noqa: PLC0415
 
   class Block(nnx.Module):
     def __init__(self, rngs):
-      self.ln1, self.ln2 = nnx.LayerNorm(WIDTH, rngs=rngs), nnx.LayerNorm(WIDTH, rngs=rngs)
-      self.attn = nnx.MultiHeadAttention(num_heads=HEADS, in_features=WIDTH, decode=False,
+      self.ln1, self.ln2 = nnx.LayerNorm(width, rngs=rngs), nnx.LayerNorm(width, rngs=rngs)
+      self.attn = nnx.MultiHeadAttention(num_heads=heads, in_features=width, decode=False,
                                          rngs=rngs)
-      self.up, self.down = nnx.Linear(WIDTH, 2 * WIDTH, rngs=rngs), nnx.Linear(2 * WIDTH, WIDTH,
-                                                                                rngs=rngs)
+      self.up = nnx.Linear(width, mlp_ratio * width, rngs=rngs)
+      self.down = nnx.Linear(mlp_ratio * width, width, rngs=rngs)
 
-    def __call__(self, x):
-      mask = nnx.make_causal_mask(jnp.zeros(x.shape[:2]))
-      x = x + self.attn(self.ln1(x), mask=mask)
-      return x + self.down(jax.nn.gelu(self.up(self.ln2(x))))
+    def __call__(self, h, mask=None):
+      if mask is None:
+        mask = nnx.make_causal_mask(jnp.zeros(h.shape[:2]))
+      h = h + self.attn(self.ln1(h), mask=mask)
+      return h + self.down(jax.nn.gelu(self.up(self.ln2(h))))
 
   return Block(rngs)
+
+
+def char_lm(rngs, *, vocab: int, width: int, heads: int, seq: int, layers: int = 1,
+            tied: bool = False):
+  """A decoder-only LM (``flax.nnx``) on tokens ``(batch, seq)``: ``nnx.Embed`` plus learned
+  positions (``pos``, ``N(0, 0.02)``), ``layers`` :func:`block` s (4x MLP) in an ``nnx.List``,
+  a final ``LayerNorm`` (``ln_f``) and an untied ``nnx.Linear`` head, or ``Embed.attend`` when
+  ``tied``: the leaderboard's char-level LM (``optzoo.workloads.charlm``) with ``layers``
+  blocks, which the memory and device benchmarks scale. (``workloads.charlm`` keeps its own
+  one-block definition, the same layers laid out flat: its parameter layout fixes its
+  initialisation, and with it the committed leaderboard and paper results.)"""
+  from flax import nnx  # noqa: PLC0415
+
+  class CharLM(nnx.Module):
+    def __init__(self, rngs):
+      self.embed = nnx.Embed(vocab, width, rngs=rngs)
+      self.pos = nnx.Param(0.02 * jax.random.normal(rngs.params(), (seq, width)))
+      self.blocks = nnx.List([block(rngs, width, heads) for _ in range(layers)])
+      self.ln_f = nnx.LayerNorm(width, rngs=rngs)
+      self.head = None if tied else nnx.Linear(width, vocab, rngs=rngs)
+
+    def __call__(self, toks):
+      h = self.embed(toks) + self.pos[...][None, : toks.shape[1]]
+      mask = nnx.make_causal_mask(toks)
+      for b in self.blocks:
+        h = b(h, mask)
+      h = self.ln_f(h)
+      return self.embed.attend(h) if tied else self.head(h)
+
+  return CharLM(rngs)
 
 
 def transformer(rngs, tied=False, layers=1):
@@ -141,12 +179,12 @@ def transformer(rngs, tied=False, layers=1):
     def __init__(self, rngs):
       self.embed = nnx.Embed(VOCAB, WIDTH, rngs=rngs)
       if layers == 1:
-        self.block = _block(rngs)
+        self.block = block(rngs, WIDTH, HEADS, mlp_ratio=2)
       else:
         @nnx.split_rngs(splits=layers)
         @nnx.vmap(in_axes=(0,), out_axes=0)
         def stack(r):
-          return _block(r)
+          return block(r, WIDTH, HEADS, mlp_ratio=2)
         self.blocks = stack(rngs)
       self.ln = nnx.LayerNorm(WIDTH, rngs=rngs)
       self.lm_head = None if tied else nnx.Linear(WIDTH, VOCAB, rngs=rngs)
@@ -157,8 +195,8 @@ def transformer(rngs, tied=False, layers=1):
         x = self.block(x)
       else:
         @nnx.scan(in_axes=(0, nnx.Carry), out_axes=nnx.Carry)
-        def run(block, h):
-          return block(h)
+        def run(blk, h):
+          return blk(h)
         x = run(self.blocks, x)
       x = self.ln(x)
       return self.embed.attend(x) if tied else self.lm_head(x)

@@ -230,15 +230,16 @@ def mlp_data(n: int = 512, features: int = 16, classes: int = 4, seed: int = 5):
 
 
 @functools.cache
-def mlp_model(hidden: int = 32, classes: int = 4):
-  """A two-hidden-layer ``flax.linen`` MLP (imported lazily so flax is only needed here)."""
+def mlp_model(hidden: int = 32, classes: int = 4, depth: int = 2):
+  """A ``flax.linen`` MLP: ``depth`` ReLU layers of ``hidden`` units and a linear head to
+  ``classes`` (flax is imported lazily, so it is only needed here)."""
   import flax.linen as nn  # noqa: PLC0415
 
   class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
-      x = nn.relu(nn.Dense(hidden)(x))
-      x = nn.relu(nn.Dense(hidden)(x))
+      for _ in range(depth):
+        x = nn.relu(nn.Dense(hidden)(x))
       return nn.Dense(classes)(x)
 
   return MLP()
