@@ -184,7 +184,8 @@ def table_lines(rows: list[dict], n: int, micro_100m: float | None = None,
         "",
         "## A whole training step",
         "",
-        f"The leaderboard's character-level transformer (`workloads.charlm`'s model) with "
+        f"The leaderboard's character-level transformer (`optzoo.models.char_lm`, the "
+        f"architecture of `workloads.charlm`) with "
         f"{step_shape['layers']} blocks, width {step_shape['width']}, sequence "
         f"{step_shape['seq']}, batch {step_shape['batch']}: {step_shape['n']:,} float32 "
         "parameters. One jitted `value_and_grad` + `tx.update` + `optax.apply_updates`, params "

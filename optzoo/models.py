@@ -146,7 +146,14 @@ def char_lm(rngs, *, vocab: int, width: int, heads: int, seq: int, layers: int =
   ``tied``: the leaderboard's char-level LM (``optzoo.workloads.charlm``) with ``layers``
   blocks, which the memory and device benchmarks scale. (``workloads.charlm`` keeps its own
   one-block definition, the same layers laid out flat: its parameter layout fixes its
-  initialisation, and with it the committed leaderboard and paper results.)"""
+  initialisation, and with it the committed leaderboard and paper results.)
+
+  >>> import jax.numpy as jnp
+  >>> from flax import nnx
+  >>> lm = char_lm(nnx.Rngs(0), vocab=32, width=16, heads=2, seq=8, layers=2)
+  >>> lm(jnp.zeros((1, 8), jnp.int32)).shape
+  (1, 8, 32)
+  """
   from flax import nnx  # noqa: PLC0415
 
   class CharLM(nnx.Module):
