@@ -1,7 +1,6 @@
 """Long runs in the precision people train in: every registry optimizer trains the char-level
-transformer (workloads.charlm) for ``--steps`` steps (default 2,000; the whole registry takes
-about 9 minutes on the 2-core CPU machine) twice, with float32 params and with bfloat16 params
-(float32 state where the optimizer has a ``mu_dtype`` option).
+transformer (workloads.charlm) for ``--steps`` steps (default 5,000) twice, with float32 params and with bfloat16 params (float32 state where the
+optimizer has a ``mu_dtype`` option).
 
 Each run uses the entry's toy settings with its learning rate on the budget rule's warmup +
 cosine schedule, minibatches of the workload, one seed; curvature methods get the minibatch loss
@@ -137,7 +136,7 @@ def report(rows, steps, wl, seconds) -> str:
 
 def main(argv=None) -> int:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("--steps", type=int, default=2000)
+  ap.add_argument("--steps", type=int, default=5000)
   ap.add_argument("--only", nargs="*", help="registry names (default: all)")
   ap.add_argument("--quick", action="store_true", help="20 steps of MetaOptimize and LANTON")
   common.add_out_argument(ap)
