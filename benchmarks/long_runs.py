@@ -1,6 +1,6 @@
 """Long runs in the precision people train in: every registry optimizer trains the char-level
-transformer (workloads.charlm) for ``--steps`` steps (default 5,000) twice, with float32 params and with bfloat16 params (float32 state where the
-optimizer has a ``mu_dtype`` option).
+transformer (workloads.charlm) for ``--steps`` steps (default 5,000) twice, with float32
+params and with bfloat16 params (float32 state where the optimizer has a ``mu_dtype`` option).
 
 Each run uses the entry's toy settings with its learning rate on the budget rule's warmup +
 cosine schedule, minibatches of the workload, one seed; curvature methods get the minibatch loss

@@ -37,3 +37,16 @@ def test_regression_lanton_zero_size_matrix_leaf():
       shapes=[jax.ShapeDtypeStruct((2, 0), jnp.float32)], log_scales=(0.0,), seed=0)
   with jax.numpy_dtype_promotion("standard"):  # lanton's vector optimizer is optax's AdamW
     assert fuzzing.check(ex) == "ok"
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 3)])
+def test_regression_lanton_matrix_leaf_without_rows(shape):
+  """Found by the long profile: LANTON's hidden dual norm scaled by sqrt(cols / rows) in Python,
+  a ZeroDivisionError on a matrix leaf with zero rows."""
+  ex = fuzzing.Example(
+      name="lanton", kwargs={"learning_rate": 0.05, "weight_decay": 0.0, "b1": 0.5, "b2": 0.9375,
+                             "ns_steps": 1, "r_min": 0.5, "warmup_steps": 0, "dual_norm": "ns",
+                             "normalize": "min"},
+      shapes=jax.ShapeDtypeStruct(shape, jnp.float32), log_scales=(0.0,), seed=0)
+  with jax.numpy_dtype_promotion("standard"):  # lanton's vector optimizer is optax's AdamW
+    assert fuzzing.check(ex) == "ok"

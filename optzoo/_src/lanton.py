@@ -152,6 +152,7 @@ def _check_lmo_args(ns_steps, hidden_scale, dual_norm, ns_eps, sign_scale, weigh
 
 
 def _hidden_scale(kind: str, d_in: int, d_out: int) -> float:
+  d_in = max(d_in, 1)  # a zero-size matrix: its (empty) update has no scale to match
   if kind == "rms_match":
     return _UPDATE_RMS * math.sqrt(max(d_in, d_out))
   if kind == "spectral":
@@ -239,7 +240,8 @@ def _hidden_dual(cfg: _Config, view: layer_rates.View, d, nsd):
     val = jnp.sum(d * nsd, axis=(-2, -1))
   else:
     val = _lmo.dual_norm(cfg.dual_norm)(d)
-  val = val * math.sqrt(n / m) if cfg.dual_shape_factor else val
+  # a zero-size matrix has norm 0 whatever the factor (max: no division by zero rows)
+  val = val * math.sqrt(n / max(m, 1)) if cfg.dual_shape_factor else val
   return view.per_layer(val)
 
 
