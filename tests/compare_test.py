@@ -18,6 +18,7 @@ import pytest
 
 from optzoo import compare, registry
 from optzoo import sweep as sweeps
+from optzoo.training import CompileCounter
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.standard_promotion(
@@ -128,7 +129,7 @@ def test_the_honesty_rule_holds_identical_pairs_bitwise():
 ])
 def test_bad_input_gets_its_error_before_any_compilation(kwargs, match):
   kw = {"workload": TINY, "optimizers": ["optax.adam"], "grid": GRID, **kwargs}
-  with sweeps._CompileCounter() as counter, pytest.raises(ValueError, match=match):
+  with CompileCounter() as counter, pytest.raises(ValueError, match=match):
     compare.compare(progress=False, **kw)
   assert counter.count == 0
 
