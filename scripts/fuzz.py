@@ -17,6 +17,10 @@ import sys
 import time
 
 
+#: the outcomes :func:`fuzzing.check` returns, before their first colon
+_KINDS = ("ok", "clear error", "wrapped optimizer not finite")
+
+
 def fuzz(name: str, seconds: float, max_examples: int, x64: bool, batch: int = 10) -> dict:
   """Hypothesis runs of ``batch`` random examples each, until the time or the examples are spent
   or one fails (then shrunk)."""
@@ -32,13 +36,13 @@ def fuzz(name: str, seconds: float, max_examples: int, x64: bool, batch: int = 1
   @given(fuzzing.examples(name, float16=True))
   def prop(ex):
     out = fuzzing.check(ex)
-    outcomes["ok" if out == "ok" else "clear error"] += 1
+    outcomes["ok" if out == "ok" else out.split(":")[0]] += 1
     if out != "ok":
-      outcomes[out] += 0  # keep the message as a key (count 0): the kinds of clear errors seen
+      outcomes[out] += 0  # keep the message as a key (count 0): the kinds of outcomes seen
 
   failure = None
   while failure is None and time.monotonic() < deadline and \
-      outcomes["ok"] + outcomes["clear error"] < max_examples:
+      sum(outcomes[k] for k in _KINDS) < max_examples:
     try:
       prop()
     except Exception as e:  # noqa: BLE001 - reported
@@ -66,9 +70,10 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res = fuzz(name, args.seconds, args.examples, args.x64)
     c = res["outcomes"]
-    kinds = sorted(k for k in c if k.startswith("clear error:"))
-    print(f"{name}: {c['ok'] + c['clear error']} examples ({c['ok']} ok, {c['clear error']} "
-          f"clear errors) in {time.perf_counter() - t0:.0f} s; failure: {res['failure'] or 'none'}",
+    kinds = sorted(k for k in c if ":" in k)
+    print(f"{name}: {sum(c[k] for k in _KINDS)} examples ({c['ok']} ok, {c['clear error']} "
+          f"clear errors, {c['wrapped optimizer not finite']} with a non-finite wrapped "
+          f"optimizer) in {time.perf_counter() - t0:.0f} s; failure: {res['failure'] or 'none'}",
           flush=True)
     for k in kinds:
       print(f"    {k}", flush=True)

@@ -482,6 +482,25 @@ def _lanton_partition_labels(labels, layouts, stack_axes, params):
   return treedef.unflatten(["vector" if lab == "vector" else "lanton" for lab in labs])
 
 
+def _float16_in_float32(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """``tx`` run on float32 copies of float16 leaves (state, gradients, params), its updates cast
+  back. optax's AdamW is not finite on float16 params: a squared gradient below about 6e-8 is 0
+  in float16, and so is its ``eps=1e-8``, so the update divides by zero. Vectors are small, so
+  their float32 state costs little. Other dtypes pass through unchanged."""
+
+  def up(tree):
+    return jax.tree.map(lambda x: x.astype(jnp.float32) if x.dtype == jnp.float16 else x, tree)
+
+  def init_fn(params):
+    return tx.init(up(params))
+
+  def update_fn(updates, state, params=None):
+    new, state = tx.update(up(updates), state, None if params is None else up(params))
+    return jax.tree.map(lambda u, g: u.astype(g.dtype), new, updates), state
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def _checked(who: str, tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
   """``tx`` with LANTON's leaf checks over every leaf: float leaves at init, and at update the
   gradient shapes against the params (when given)."""
@@ -545,8 +564,9 @@ def lanton(
     dual_norm: 'ns' (default), 'svd', 'gram' or 'fro_bound'.
     labels: LANTON groups; None: :func:`default_lanton_labels` (from the layouts).
     vector_optimizer: optimizer of the 'vector' leaves (a GradientTransformation that includes
-      its learning rate), None (default) for AdamW, or 'sign' to treat vectors as a LANTON sign
-      group with the l1 dual norm.
+      its learning rate), None (default) for AdamW (on float16 vector leaves in float32, state
+      included: float16 cannot hold AdamW's squared gradients or its eps), or 'sign' to treat
+      vectors as a LANTON sign group with the l1 dual norm.
     vector_b1, vector_b2: the default AdamW's ``b1`` and ``b2``. Defaults 0.9, 0.95.
     vector_weight_decay: the default AdamW's decay. Default 0.0.
     decay_with_rate: multiply the decay by ``r_l``. Default True.
@@ -604,9 +624,9 @@ def lanton(
   if vector_optimizer == "sign":
     return _checked("lanton", main)
   if vector_optimizer is None:
-    vector_optimizer = optax.adamw(learning_rate, b1=vector_b1, b2=vector_b2, eps=1e-8,
-                                   weight_decay=vector_weight_decay,
-                                   mu_dtype=options.get("mu_dtype"))
+    vector_optimizer = _float16_in_float32(optax.adamw(
+        learning_rate, b1=vector_b1, b2=vector_b2, eps=1e-8, weight_decay=vector_weight_decay,
+        mu_dtype=options.get("mu_dtype")))
   views = (options.get("labels"), options.get("layouts"), options.get("stack_axes"))
   return _checked("lanton", optax.partition(
       {"lanton": main, "vector": vector_optimizer},

@@ -659,7 +659,11 @@ def metaoptimize(
   state and names a mismatching leaf; an empty pytree gives empty updates. With a normalised
   base (Adam, Lion, AMSGrad) float32 gradients of ``1e20`` give finite updates, as
   ``optax.amsgrad``; an SGD base moves the weights by ``alpha * g`` itself, and the
-  meta-gradient may then overflow.
+  meta-gradient may then overflow. The base's update is MetaOptimize's direction, so a base
+  that is not finite gives an update that is not finite: ``optax.scale_by_adam()`` on float16
+  params is one (a squared gradient below about 6e-8 underflows to 0 in float16, and so does
+  its ``eps=1e-8``, so it divides by zero); train float16 models with float32 params, or with
+  a base that keeps its moments in float32.
 
   Optional extra keyword to ``update`` (beyond the paper): ``hessian_diag``, a params-shaped
   pytree of diagonal-Hessian estimates :math:`d`; the trace then decays as
