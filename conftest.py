@@ -28,27 +28,12 @@ STANDARD_PROMOTION_DOCTESTS = {
 }
 
 
-#: XLA:CPU flags of the test session (its workers, child processes and notebook kernels inherit
-#: them): LLVM's optimizations turned down. The suite's programs are small and run for a few
-#: steps, so compiling is most of its time, and these flags make XLA:CPU compile about 40%
-#: faster. Code generation does not change what a program computes: shardings, buffer
-#: assignment and memory analysis are XLA's, before LLVM. A user's own XLA_FLAGS are kept.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-
-
-def _fast_compiles():
-  flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_backend_optimization_level" not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} {TEST_XLA_FLAGS}".strip()
-
-
 def pytest_configure(config):
-  """Compiles fast (:data:`TEST_XLA_FLAGS`), and one JAX compilation cache for the whole test session: its pytest-xdist workers, and the
+  """One JAX compilation cache for the whole test session: its pytest-xdist workers, and the
   child processes and notebook kernels they start, inherit the environment, so a program that
   one test compiled is read back, not compiled again, by every later test that builds the same
   one (the conformance kit, the layout tests and the notebooks build many alike). A fresh folder
   per session, removed at its end; a cache the user configured is left as it is."""
-  _fast_compiles()
   if hasattr(config, "workerinput") or "JAX_COMPILATION_CACHE_DIR" in os.environ:
     return
   path = tempfile.mkdtemp(prefix="optzoo-test-jax-cache-")
