@@ -46,6 +46,7 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import dataclasses  # noqa: E402
 import functools  # noqa: E402
+import inspect  # noqa: E402
 import pathlib  # noqa: E402
 import re  # noqa: E402
 import runpy  # noqa: E402
@@ -250,21 +251,25 @@ def big_problem(mesh, ex) -> BigProblem:
   return BigProblem(params, {}, batch, _mlp_loss)
 
 
-def subjects(ex, prob, only):
+def subjects(ex, prob, mesh, only):
   """``(name, tx, extra_args)``: optax's Adam and SGD for scale, muon and sophia as peers, and
   the registry's optimizers as the example makes them (``layouts`` from the nnx model where
-  there is one; the default rules on the MLP)."""
+  there is one, the default rules on the MLP; LANTON with Newton-Schulz on whole matrices over
+  the mesh, and again without, on the FSDP shards)."""
   out = [("optax.adam", optax.adam(1e-3), ()), ("optax.sgd", optax.sgd(1e-3), ()),
          ("optax.contrib.muon", optax.contrib.muon(1e-3), ()),
          ("optax.contrib.sophia", optax.contrib.sophia(1e-3), ("obj_fn",))]
   for e in registry.ENTRIES:
     if only and e.name not in only:
       continue
-    if prob.model is not None:
-      tx = ex["make_optimizer"](e, prob.model)
-    else:
-      tx = e.make(**ex["EXAMPLE_KWARGS"].get(e.name, {}))
-    out.append((e.name, tx, e.extra_args))
+    spreads = "ns_mesh" in inspect.signature(e.factory).parameters
+    for m in (mesh, None) if spreads else (None,):
+      if prob.model is not None:
+        tx = ex["make_optimizer"](e, prob.model, m)
+      else:
+        tx = e.make(**ex["EXAMPLE_KWARGS"].get(e.name, {}), **({"ns_mesh": m} if m else {}))
+      out.append((f"{e.name}, ns_mesh=None" if spreads and m is None else e.name, tx,
+                  e.extra_args))
   return out
 
 
@@ -297,12 +302,14 @@ NOTES = [
     "small all-reduces: a fixed number of bytes that looks large only against this model's 11 KB "
     "of params. The layerwise wrapper (and LANTON) also all-gather three 16-element vector leaves "
     "(biases) that are concatenated for a group's norm: O(width) bytes, not O(params).",
-    "- **LANTON**: Newton-Schulz runs on matrices that FSDP has split, so XLA partitions its "
-    "matmuls and, at every iteration, gathers the split matrices or all-reduces partial Gram "
-    "matrices (plus transposes: all-to-all, collective-permute). The cost is stated, not removed: the owner-computes "
-    "alternative of the distributed Muon implementations (gather each momentum matrix once, "
-    "~1x its bytes, run Newton-Schulz where it is whole, keep the local slice) has to live in "
-    "LANTON's update, which this measurement does not change.",
+    "- **LANTON**: the example passes the mesh as `ns_mesh`, so each hidden matrix is "
+    "all-gathered whole onto every device once per Newton-Schulz (the momentum's and, with the "
+    "default `dual_norm='ns'`, the noise's), the iterations run there with no collective, and "
+    "each device keeps its slice: two param-sized all-gathers. The row `lanton, ns_mesh=None` "
+    "is Newton-Schulz on the FSDP-split matrices, where XLA partitions the matmuls and gathers "
+    "the split matrices or all-reduces partial Gram matrices at every iteration; that cost grows "
+    "with the matrix width. With `ns_mesh` every device does every matrix's iterations (no "
+    "owner-computes split of the matrices across devices).",
     "- **MicroAdam**: its top-k blocks are runs of `block_size` (4096) consecutive elements of "
     "the flattened leaf, and a leaf smaller than a block is one block, so every block crosses "
     "the FSDP shard boundaries and XLA all-gathers the accumulator (gradient plus error "
@@ -336,7 +343,7 @@ def measure_all(ex, prob, mesh, only) -> tuple[list[Row], int, int]:
   leaves = jax.tree.leaves(prob.params)
   param_bytes = sum(x.nbytes for x in leaves)
   rows = []
-  for name, tx, extra in subjects(ex, prob, only):
+  for name, tx, extra in subjects(ex, prob, mesh, only):
     rows.append(measure(name, tx, extra, ex, prob, mesh))
     print(name, {k: v / param_bytes for k, v in rows[-1].update.items()}, flush=True)
   return rows, param_bytes, max(x.nbytes for x in leaves)

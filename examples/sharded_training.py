@@ -10,7 +10,8 @@ For each registry optimizer the script
 2. initializes the optimizer state with ``jax.jit(tx.init, out_shardings=...)(params)``, the
    state shardings read off ``jax.eval_shape(tx.init, params)``: a state leaf that mirrors a
    param (a momentum, a second moment) gets that param's sharding (:func:`state_shardings`),
-3. runs a few jitted steps (no sharding annotations: XLA propagates them), and checks that
+3. runs a few jitted steps (no sharding annotations: XLA propagates them; LANTON's outputs are
+   pinned, see :func:`make_optimizer`), and checks that
    every state leaf that mirrors a param has that param's sharding after ``init`` and after the
    updates, and that params match the same steps on one device to ``--tol`` (1e-5; see
    :data:`EXAMPLE_KWARGS` for the one optimizer run at another setting than its toy kwargs, and
@@ -153,12 +154,18 @@ def sharded_problem(mesh) -> Problem:
   return Problem(build_model(), graphdef, params, frozen, batch)
 
 
-def make_optimizer(entry, model):
+def make_optimizer(entry, model, mesh=None):
   """The entry's optimizer with its toy kwargs (and :data:`EXAMPLE_KWARGS`); LANTON gets the
-  model's layouts when its factory takes ``layouts=``."""
+  model's layouts (its factory takes ``layouts=``) and, given the ``mesh``, runs Newton-Schulz
+  on whole matrices over it (``ns_mesh=``) instead of on the FSDP shards. Its step then needs
+  its ``out_shardings`` pinned to the params' and state's (the production recipe anyway): the
+  whole matrices' layout would otherwise propagate into the momentum."""
   extra = {}
-  if "layouts" in inspect.signature(entry.factory).parameters:
+  takes = inspect.signature(entry.factory).parameters
+  if "layouts" in takes:
     extra["layouts"] = layouts.from_nnx(model)
+  if "ns_mesh" in takes and mesh is not None:
+    extra["ns_mesh"] = mesh
   return entry.make(**extra, **EXAMPLE_KWARGS.get(entry.name, {}))
 
 
@@ -242,8 +249,14 @@ def worst_leaf(a, b) -> tuple[float, str]:
 def run_one(entry, prob: Problem, mesh, steps: int, tol: float, compare: bool = True) -> dict:
   """Trains ``entry`` sharded (and on one device when ``compare``); returns the checks."""
   t0 = time.perf_counter()
-  tx = make_optimizer(entry, prob.model)
-  step = make_step(tx, prob.graphdef, entry.extra_args)
+  tx = make_optimizer(entry, prob.model, mesh)
+  pinned = None
+  if "ns_mesh" in inspect.signature(entry.factory).parameters:
+    # LANTON gathers each matrix whole for Newton-Schulz; unpinned, XLA would propagate that
+    # whole layout back into its momentum (see make_optimizer)
+    pinned = (jax.tree.map(lambda p: p.sharding, prob.params),
+              state_shardings(tx, prob.params, mesh), None)
+  step = make_step(tx, prob.graphdef, entry.extra_args, out_shardings=pinned)
 
   state = init_state(tx, prob.params, mesh)
   errors = sharding_errors(state, prob.params, "after jit(init)")
@@ -260,8 +273,10 @@ def run_one(entry, prob: Problem, mesh, steps: int, tol: float, compare: bool = 
   if compare:
     q, sq, frozen, batch = jax.device_put(
         to_host((prob.params, state, prob.frozen, prob.batch)), jax.local_devices()[0])
+    # the same optimizer on one device (LANTON without a mesh to run Newton-Schulz over)
+    one = make_step(make_optimizer(entry, prob.model), prob.graphdef, entry.extra_args)
     for _ in range(steps):
-      q, sq, _ = step(q, sq, frozen, batch)
+      q, sq, _ = one(q, sq, frozen, batch)
     diff, leaf = worst_leaf(to_host(p), jax.device_get(q))
     row.update(max_abs_diff=diff, worst_leaf=leaf, tol=tol, equal=diff <= tol)
   row["ok"] = not errors and row.get("equal", True)

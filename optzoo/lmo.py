@@ -133,6 +133,7 @@ def newton_schulz_many(
     coeffs: Sequence[float] = NS_COEFFS,
     eps: float = 1e-7,
     dtype: Any = jnp.float32,
+    whole_on: jax.sharding.Mesh | None = None,
 ) -> list[jax.Array]:
   r""":func:`newton_schulz` of many arrays at once: one batched call per matrix shape.
 
@@ -150,6 +151,13 @@ def newton_schulz_many(
     coeffs: the quintic's ``(a, b, c)``. Default ``(3.4445, -4.7750, 2.0315)``.
     eps: relative guard of the normalization (see :func:`newton_schulz`). Default 1e-7.
     dtype: compute dtype. Default float32; ``None`` computes in each input's dtype.
+    whole_on: a ``jax.sharding.Mesh``, or None (default). With a mesh, each input's matrices
+      are made whole on the devices that hold them (one all-gather of a matrix that FSDP splits;
+      a stack split along its leading axes stays split, each device orthogonalizing its own
+      layers), inputs are not concatenated (that would move stacks between devices), and the
+      iterations run with no collective; a result used in a split layout is sliced locally.
+      Without, the iterations run wherever the inputs are (on split matrices, XLA gathers or
+      all-reduces partial products at every iteration).
 
   Returns:
     A list with one array per input, of the input's shape and in the compute dtype (``dtype``,
@@ -165,6 +173,7 @@ def newton_schulz_many(
   for i, x in enumerate(xs):
     if x.ndim < 2:
       raise ValueError(f"newton_schulz_many needs arrays of rank >= 2, got shape {x.shape}.")
+    x = _whole(x, whole_on)
     lead = x.shape[:-2]
     x3 = x.reshape((math.prod(lead),) + x.shape[-2:])  # not -1: a zero-size x has no -1
     if dtype is not None:
@@ -173,11 +182,14 @@ def newton_schulz_many(
     if t:
       x3 = jnp.swapaxes(x3, 1, 2)
     prepared.append((lead, t, x3.shape[0]))
-    buckets.setdefault((x3.shape[1:], x3.dtype), []).append((i, x3))
+    # with a mesh, no concatenation: an input split along its stack stays where it is
+    key = (x3.shape[1:], x3.dtype) if whole_on is None else i
+    buckets.setdefault(key, []).append((i, x3))
   out: list[Any] = [None] * len(xs)
   for items in buckets.values():
     stack = jnp.concatenate([x3 for _, x3 in items]) if len(items) > 1 else items[0][1]
-    res = newton_schulz(stack, steps, coeffs, eps, None)
+    # pinned whole on both sides, or XLA propagates the results' split layout into the loop
+    res = _whole(newton_schulz(_whole(stack, whole_on), steps, coeffs, eps, None), whole_on)
     start = 0
     for i, _ in items:
       lead, t, nb = prepared[i]
@@ -187,6 +199,16 @@ def newton_schulz_many(
         r = jnp.swapaxes(r, 1, 2)
       out[i] = r.reshape(lead + r.shape[1:])
   return out
+
+
+def _whole(x: jax.Array, mesh: jax.sharding.Mesh | None) -> jax.Array:
+  """``x``'s last two axes whole on every device of ``mesh`` (its leading axes left to XLA:
+  a stack split along them stays split); unchanged without a mesh."""
+  if mesh is None:
+    return x
+  free = jax.sharding.PartitionSpec.UNCONSTRAINED
+  spec = jax.sharding.PartitionSpec(*([free] * (x.ndim - 2)), None, None)
+  return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
 
 
 def sign(x: jax.Array) -> jax.Array:
